@@ -1,0 +1,181 @@
+/*
+ * ngx_astralform_module: the connector gateway for AI agents.
+ * Types shared by every part of the module.
+ */
+
+#ifndef _NGX_ASTRALFORM_H_INCLUDED_
+#define _NGX_ASTRALFORM_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <jansson.h>
+
+#include "ngx_astralform_http.h"
+#include "ngx_astralform_redis.h"
+#include "ngx_astralform_crypto.h"
+#include "ngx_astralform_catalog.h"
+
+
+#define NGX_ASTRALFORM_MAX_SEGMENTS  10
+
+
+/* A connector enabled for a project (from nginx.conf or from Redis). */
+typedef struct {
+    ngx_str_t                     id;
+    ngx_astralform_def_t         *def;
+    ngx_str_t                     client_id;
+    ngx_str_t                     client_secret;   /* plain (config) */
+    ngx_str_t                     api_key;         /* plain (config) */
+    ngx_str_t                     sealed_secret;   /* sealed (API) */
+    ngx_str_t                     sealed_api_key;  /* sealed (API) */
+    ngx_str_t                     mcp_url;
+    ngx_array_t                  *scopes;          /* of ngx_str_t */
+    ngx_array_t                  *agents;          /* of ngx_str_t (config) */
+    ngx_flag_t                    require_auth;
+    ngx_flag_t                    allow_end_user_auth;
+    unsigned                      from_config:1;
+} ngx_astralform_connector_t;
+
+
+typedef struct {
+    ngx_str_t                     id;
+    ngx_array_t                   admin_keys;      /* of ngx_str_t */
+    ngx_array_t                   agent_keys;      /* of ngx_str_t */
+    ngx_array_t                   connectors;      /* config connectors */
+} ngx_astralform_project_t;
+
+
+typedef struct {
+    ngx_str_t                     prefix;          /* Redis key prefix */
+    ngx_astralform_redis_conf_t   redis;
+    ngx_array_t                   keys;            /* ngx_astralform_key_t */
+    ngx_str_t                     public_url;
+    ngx_astralform_catalog_t      catalog;
+    ngx_array_t                   projects;        /* ngx_astralform_project_t */
+    ngx_array_t                  *return_origins;  /* of ngx_str_t */
+    ngx_astralform_http_conf_t    http;
+    size_t                        max_body_size;
+    ngx_msec_t                    session_ttl;
+    ngx_msec_t                    state_ttl;
+    ngx_msec_t                    refresh_skew;
+    ngx_msec_t                    revoke_timeout;
+    ngx_flag_t                    enabled;         /* any astralform_api */
+    void                         *conf_ctx;        /* parsing state */
+} ngx_astralform_main_conf_t;
+
+
+typedef enum {
+    NGX_ASTRALFORM_KEY_NONE = 0,
+    NGX_ASTRALFORM_KEY_AGENT,
+    NGX_ASTRALFORM_KEY_ADMIN
+} ngx_astralform_key_role_e;
+
+
+typedef struct ngx_astralform_ctx_s  ngx_astralform_ctx_t;
+
+typedef void (*ngx_astralform_step_pt)(ngx_astralform_ctx_t *ctx);
+
+
+/* Per-request state carried between the asynchronous steps. */
+struct ngx_astralform_ctx_s {
+    ngx_http_request_t           *request;
+    ngx_astralform_main_conf_t   *amcf;
+    ngx_astralform_project_t     *project;
+    ngx_astralform_key_role_e     role;
+
+    ngx_str_t                     seg[NGX_ASTRALFORM_MAX_SEGMENTS];
+    ngx_uint_t                    nseg;
+
+    ngx_str_t                     user;            /* X-Astralform-User */
+    ngx_str_t                     agent;           /* X-Astralform-Agent */
+    json_t                       *body;            /* parsed request body */
+
+    /* the project's connectors, config ones first, then Redis ones */
+    ngx_array_t                   connectors;      /* of connector_t */
+    ngx_array_t                  *assignment;      /* of ngx_str_t, or NULL */
+    unsigned                      assignment_set:1;
+
+    ngx_uint_t                    pending;         /* Redis replies awaited */
+    ngx_uint_t                    failed;          /* a reply was NULL */
+    ngx_astralform_step_pt        next;            /* after pending == 0 */
+
+    /* what the access log variables report */
+    ngx_str_t                     connector_id;
+    ngx_str_t                     tool;
+    ngx_str_t                     error;
+    ngx_uint_t                    provider_status;
+
+    json_t                       *result;          /* answer being built;
+                                                      released with r */
+    void                         *data;            /* the handler's own */
+};
+
+
+extern ngx_module_t  ngx_astralform_module;
+
+
+/* api: answers, errors, the request life cycle */
+ngx_int_t ngx_astralform_send_json(ngx_astralform_ctx_t *ctx,
+    ngx_uint_t status, json_t *json);
+ngx_int_t ngx_astralform_send_error(ngx_astralform_ctx_t *ctx,
+    ngx_uint_t status, const char *code, const char *fmt, ...);
+/* the error object, merged with extra members (extra is released) */
+ngx_int_t ngx_astralform_send_error_with(ngx_astralform_ctx_t *ctx,
+    ngx_uint_t status, json_t *extra, const char *code, const char *fmt, ...);
+json_t *ngx_astralform_error_json(ngx_astralform_ctx_t *ctx,
+    const char *code, const char *fmt, va_list args);
+void ngx_astralform_finish(ngx_astralform_ctx_t *ctx, ngx_int_t rc);
+void ngx_astralform_store_unavailable(ngx_astralform_ctx_t *ctx);
+/* the 403 admin_required answer, for: if (!is_admin) return ...; */
+ngx_int_t ngx_astralform_admin_required(ngx_astralform_ctx_t *ctx);
+#define ngx_astralform_is_admin(ctx)                                         \
+    ((ctx)->role == NGX_ASTRALFORM_KEY_ADMIN)
+ngx_str_t *ngx_astralform_header(ngx_http_request_t *r, ngx_str_t *name);
+
+/* store: the Redis key layout and project state */
+ngx_int_t ngx_astralform_key(ngx_astralform_ctx_t *ctx, ngx_str_t *out,
+    const char *kind, ngx_str_t *sub);
+ngx_int_t ngx_astralform_redis(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_redis_pt handler, ngx_uint_t argc, ngx_str_t *argv);
+ngx_int_t ngx_astralform_wait(ngx_astralform_ctx_t *ctx);
+void ngx_astralform_step_done(ngx_astralform_ctx_t *ctx);
+ngx_int_t ngx_astralform_load_project(ngx_astralform_ctx_t *ctx,
+    ngx_uint_t with_assignment, ngx_astralform_step_pt next);
+ngx_astralform_connector_t *ngx_astralform_find_connector(
+    ngx_astralform_ctx_t *ctx, ngx_str_t *id);
+ngx_uint_t ngx_astralform_connector_visible(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn);
+json_t *ngx_astralform_connector_json(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn);
+json_t *ngx_astralform_connector_tools(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn);
+ngx_int_t ngx_astralform_aad(ngx_pool_t *pool, ngx_str_t *out,
+    ngx_str_t *project, ngx_str_t *connector, const char *what,
+    ngx_str_t *user);
+
+/* provider-side revocation of deleted tokens, after the answer */
+void ngx_astralform_revoke_tokens(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn, redisReply *tokens);
+
+/* handlers, one file per concern */
+ngx_int_t ngx_astralform_connectors_handler(ngx_astralform_ctx_t *ctx);
+ngx_int_t ngx_astralform_agents_handler(ngx_astralform_ctx_t *ctx);
+ngx_int_t ngx_astralform_tools_list_handler(ngx_astralform_ctx_t *ctx);
+ngx_int_t ngx_astralform_tools_call_handler(ngx_astralform_ctx_t *ctx);
+ngx_int_t ngx_astralform_connections_handler(ngx_astralform_ctx_t *ctx);
+ngx_int_t ngx_astralform_oauth_authorize_handler(ngx_astralform_ctx_t *ctx);
+ngx_int_t ngx_astralform_oauth_callback_handler(ngx_astralform_ctx_t *ctx);
+
+ngx_int_t ngx_astralform_api_handler(ngx_http_request_t *r);
+ngx_int_t ngx_astralform_variables_add(ngx_conf_t *cf);
+
+
+/* small helpers */
+ngx_int_t ngx_astralform_strdup(ngx_pool_t *pool, ngx_str_t *dst,
+    const char *src);
+json_t *ngx_astralform_json_string(ngx_str_t *s);
+
+
+#endif /* _NGX_ASTRALFORM_H_INCLUDED_ */

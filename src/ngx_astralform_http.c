@@ -1,0 +1,1490 @@
+/*
+ * Outbound HTTP(S) on the worker's event loop.
+ *
+ * One libcurl multi handle per worker in "multi socket" mode: curl says
+ * which sockets to watch (the socket callback) and when to wake it up (the
+ * timer callback); nginx events and one nginx timer call
+ * curl_multi_socket_action() back. Names are resolved on curl's resolver
+ * thread; connections, and HTTP/2 streams on them, are reused through the
+ * multi handle's connection cache, TLS sessions through a share handle.
+ *
+ * curl's sockets are wrapped in ngx_connection_t with level-triggered
+ * events: curl reads one buffer per call and would stall on an
+ * edge-triggered event with more data pending. The fd stays curl's: on
+ * CURL_POLL_REMOVE the wrapper goes back to nginx but the fd is not closed,
+ * as the connection may wait in curl's cache. curl announces the REMOVE
+ * before it closes a socket, so a fd number curl reuses later starts with
+ * no wrapper and gets a new one.
+ *
+ * No caller code runs inside libcurl: finished transfers are collected
+ * after curl_multi_socket_action() returns and are taken out of the multi
+ * handle before done() is called, so done() may start or cancel transfers.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <curl/curl.h>
+
+#include "ngx_astralform_http.h"
+
+
+#define NGX_ASTRALFORM_HTTP_CHUNK        4096
+#define NGX_ASTRALFORM_HTTP_MAX_HEADERS  (64 * 1024)
+#define NGX_ASTRALFORM_HTTP_MAXCONNECTS  64
+
+
+/* an easy handle cancelled while libcurl was on the stack */
+typedef struct {
+    CURL                         *easy;
+    struct curl_slist            *slist;
+    ngx_queue_t                   queue;
+} ngx_astralform_http_orphan_t;
+
+
+typedef struct {
+    CURLM                        *multi;
+    CURLSH                       *share;
+    ngx_astralform_http_conf_t    conf;
+    ngx_log_t                    *log;
+    ngx_event_t                   timer;
+    ngx_connection_t              dummy;       /* ev->data of the timer */
+    ngx_queue_t                   running;
+    ngx_queue_t                   failed;      /* no nginx connection */
+    ngx_queue_t                   orphans;
+    ngx_uint_t                    nrunning;
+    ngx_uint_t                    in_curl;
+} ngx_astralform_http_worker_t;
+
+
+static ngx_int_t ngx_astralform_http_setup(ngx_astralform_http_req_t *hr,
+    CURL *easy);
+static ngx_int_t ngx_astralform_http_set_method(ngx_astralform_http_req_t *hr,
+    CURL *easy);
+static ngx_int_t ngx_astralform_http_set_headers(
+    ngx_astralform_http_req_t *hr, CURL *easy);
+static ngx_int_t ngx_astralform_http_valid(u_char *p, size_t len);
+static void ngx_astralform_http_set_host(ngx_astralform_http_req_t *hr);
+static int ngx_astralform_http_socket(CURL *easy, curl_socket_t s, int what,
+    void *userp, void *socketp);
+static ngx_int_t ngx_astralform_http_watch(ngx_event_t *ev, ngx_int_t event,
+    ngx_uint_t on);
+static void ngx_astralform_http_unwrap(ngx_connection_t *c);
+static void ngx_astralform_http_no_connection(CURL *easy);
+static int ngx_astralform_http_timer(CURLM *multi, long timeout_ms,
+    void *userp);
+static void ngx_astralform_http_read_handler(ngx_event_t *ev);
+static void ngx_astralform_http_write_handler(ngx_event_t *ev);
+static void ngx_astralform_http_timer_handler(ngx_event_t *ev);
+static void ngx_astralform_http_action(curl_socket_t s, int mask);
+static void ngx_astralform_http_collect(void);
+static void ngx_astralform_http_finish(ngx_astralform_http_req_t *hr,
+    CURLcode code);
+static ngx_astralform_http_error_e ngx_astralform_http_map(
+    ngx_astralform_http_req_t *hr, CURLcode code);
+static ngx_int_t ngx_astralform_http_body(ngx_astralform_http_req_t *hr);
+static void ngx_astralform_http_release(ngx_astralform_http_req_t *hr);
+static void ngx_astralform_http_orphan(ngx_astralform_http_req_t *hr);
+static void ngx_astralform_http_reap_orphans(void);
+static size_t ngx_astralform_http_write(char *ptr, size_t size, size_t nmemb,
+    void *userdata);
+static size_t ngx_astralform_http_header(char *buf, size_t size,
+    size_t nitems, void *userdata);
+static void ngx_astralform_http_cleanup(void *data);
+
+
+static ngx_astralform_http_worker_t  ngx_astralform_http_worker;
+
+
+ngx_astralform_http_req_t *
+ngx_astralform_http_create(ngx_pool_t *pool, ngx_log_t *log)
+{
+    ngx_pool_cleanup_t         *cln;
+    ngx_astralform_http_req_t  *hr;
+
+    hr = ngx_pcalloc(pool, sizeof(ngx_astralform_http_req_t));
+    if (hr == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&hr->headers, pool, 8, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_array_init(&hr->resp_headers, pool, 16,
+                          sizeof(ngx_table_elt_t))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_astralform_http_cleanup;
+    cln->data = hr;
+
+    ngx_str_set(&hr->method, "GET");
+    hr->pool = pool;
+    hr->log = log;
+
+    return hr;
+}
+
+
+ngx_int_t
+ngx_astralform_http_add_header(ngx_astralform_http_req_t *hr,
+    ngx_str_t *name, ngx_str_t *value)
+{
+    u_char     *p;
+    ngx_str_t  *h;
+
+    if (name->len == 0
+        || ngx_strlchr(name->data, name->data + name->len, ':') != NULL
+        || ngx_astralform_http_valid(name->data, name->len) != NGX_OK
+        || ngx_astralform_http_valid(value->data, value->len) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(hr->pool, name->len + sizeof(": ") - 1 + value->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = ngx_array_push(&hr->headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->data = p;
+    p = ngx_cpymem(p, name->data, name->len);
+
+    /* "Name;" is how curl sends an empty header, "Name:" would drop it */
+
+    if (value->len == 0) {
+        *p++ = ';';
+
+    } else {
+        *p++ = ':'; *p++ = ' ';
+        p = ngx_cpymem(p, value->data, value->len);
+    }
+
+    h->len = p - h->data;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_astralform_http_start(ngx_astralform_http_req_t *hr)
+{
+    CURL                          *easy;
+    CURLMcode                      mc;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    if (w->multi == NULL || hr->running || hr->done == NULL
+        || hr->url.len == 0)
+    {
+        ngx_log_error(NGX_LOG_ALERT, hr->log, 0,
+                      "astralform: outbound request cannot start");
+        return NGX_ERROR;
+    }
+
+    hr->error = NGX_ASTRALFORM_HTTP_OK;
+    hr->status = 0;
+    hr->resp_headers.nelts = 0;
+    ngx_str_set(&hr->resp_body, "");
+    hr->chunks = NULL;
+    hr->received = 0;
+    hr->header_bytes = 0;
+    hr->too_large = 0;
+    hr->no_connection = 0;
+
+    ngx_astralform_http_set_host(hr);
+
+    if (hr->errbuf == NULL) {
+        hr->errbuf = ngx_pnalloc(hr->pool, CURL_ERROR_SIZE);
+        if (hr->errbuf == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    hr->errbuf[0] = '\0';
+
+    easy = curl_easy_init();
+    if (easy == NULL) {
+        ngx_log_error(NGX_LOG_ERR, hr->log, 0,
+                      "astralform: curl_easy_init() failed");
+        return NGX_ERROR;
+    }
+
+    hr->easy = easy;
+
+    if (ngx_astralform_http_setup(hr, easy) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, hr->log, 0,
+                      "astralform: cannot set up upstream request to \"%V\"",
+                      &hr->host);
+        goto failed;
+    }
+
+    w->in_curl++;
+    mc = curl_multi_add_handle(w->multi, easy);
+    w->in_curl--;
+
+    if (mc != CURLM_OK) {
+        ngx_log_error(NGX_LOG_ALERT, hr->log, 0,
+                      "astralform: curl_multi_add_handle() failed: %s",
+                      curl_multi_strerror(mc));
+        goto failed;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, hr->log, 0,
+                   "astralform http start: %V %V", &hr->method, &hr->host);
+
+    hr->running = 1;
+    ngx_queue_insert_tail(&w->running, &hr->queue);
+
+    /* in-flight transfers hold a graceful shutdown, as proxied ones do */
+
+    w->nrunning++;
+    w->timer.cancelable = 0;
+
+    return NGX_OK;
+
+failed:
+
+    curl_easy_cleanup(easy);
+    curl_slist_free_all(hr->slist);
+    hr->easy = NULL;
+    hr->slist = NULL;
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_astralform_http_setup(ngx_astralform_http_req_t *hr, CURL *easy)
+{
+    char                          *url;
+    ngx_msec_t                     timeout;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    url = ngx_pnalloc(hr->pool, hr->url.len + 1);
+    if (url == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(url, hr->url.data, hr->url.len);
+    url[hr->url.len] = '\0';
+
+    timeout = hr->timeout ? hr->timeout : w->conf.timeout;
+
+    /*
+     * No redirects: a provider's redirect goes back to the caller, which
+     * knows whether the credentials it added may follow it. Proxies from
+     * the environment are honoured: nginx clears the environment of its
+     * workers, so one only applies if the operator writes "env https_proxy;"
+     * and that is the only way to route the egress through a proxy.
+     */
+
+    if (curl_easy_setopt(easy, CURLOPT_URL, url) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_DEFAULT_PROTOCOL, "https")
+           != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https")
+           != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_PRIVATE, hr) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, hr->errbuf)
+           != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                            (long) w->conf.connect_timeout)
+           != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) timeout)
+           != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_USERAGENT, "astralform")
+           != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /*
+     * A resolve still running on curl's thread when the transfer ends
+     * (timeout, cancel) is left to finish on its own: without this, curl
+     * joins the thread and blocks the worker for as long as getaddrinfo()
+     * takes.
+     */
+
+#if (LIBCURL_VERSION_NUM >= 0x075700)
+    if (curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L) != CURLE_OK) {
+        return NGX_ERROR;
+    }
+#endif
+
+    /*
+     * TLS peer and host verification are curl's defaults and stay on.
+     * HTTP/2 is offered over TLS; a burst of requests to a host waits for
+     * the first handshake (ALPN) to share one connection. Not with plain
+     * http: curl would only learn "no multiplexing" from the first
+     * response, and a slow one would hold the whole burst.
+     */
+
+    if (curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
+                         (long) CURL_HTTP_VERSION_2TLS)
+        != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if ((hr->url.len < sizeof("http://") - 1
+         || ngx_strncasecmp(hr->url.data, (u_char *) "http://",
+                            sizeof("http://") - 1)
+            != 0)
+        && curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L) != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (w->conf.ca_file.len
+        && curl_easy_setopt(easy, CURLOPT_CAINFO,
+                            (char *) w->conf.ca_file.data)
+           != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (w->share != NULL
+        && curl_easy_setopt(easy, CURLOPT_SHARE, w->share) != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /*
+     * The body is capped after decoding, in the write callback; a declared
+     * Content-Length over the cap fails before the body is read.
+     */
+
+    if (w->conf.max_response != NGX_MAX_SIZE_T_VALUE
+        && curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
+                            (curl_off_t) w->conf.max_response)
+           != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "") != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION,
+                            ngx_astralform_http_write)
+           != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_WRITEDATA, hr) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION,
+                            ngx_astralform_http_header)
+           != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_HEADERDATA, hr) != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_astralform_http_set_method(hr, easy) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_astralform_http_set_headers(hr, easy);
+}
+
+
+static ngx_int_t
+ngx_astralform_http_set_method(ngx_astralform_http_req_t *hr, CURL *easy)
+{
+    char        *method;
+    ngx_str_t   *m;
+    ngx_uint_t   i, send_body;
+
+    m = &hr->method;
+
+    if (m->len == 0 || (m->len == 3 && ngx_strncmp(m->data, "GET", 3) == 0))
+    {
+        if (hr->body.len == 0) {
+            return NGX_OK;
+        }
+
+        ngx_str_set(m, "GET");
+    }
+
+    if (m->len == 4 && ngx_strncmp(m->data, "HEAD", 4) == 0) {
+        return curl_easy_setopt(easy, CURLOPT_NOBODY, 1L) == CURLE_OK
+               ? NGX_OK : NGX_ERROR;
+    }
+
+    /* the method goes verbatim into the request line */
+
+    for (i = 0; i < m->len; i++) {
+        if (m->data[i] < 'A' || m->data[i] > 'Z') {
+            return NGX_ERROR;
+        }
+    }
+
+    send_body = hr->body.len
+                || (m->len == 4 && ngx_strncmp(m->data, "POST", 4) == 0)
+                || (m->len == 3 && ngx_strncmp(m->data, "PUT", 3) == 0)
+                || (m->len == 5 && ngx_strncmp(m->data, "PATCH", 5) == 0);
+
+    /*
+     * The body is copied: curl may still read it after a cancel that
+     * happens while the caller's pool is being destroyed.
+     */
+
+    if (send_body
+        && (curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                             (curl_off_t) hr->body.len)
+            != CURLE_OK
+            || curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS,
+                                hr->body.len ? (char *) hr->body.data : "")
+               != CURLE_OK))
+    {
+        return NGX_ERROR;
+    }
+
+    if (m->len == 4 && ngx_strncmp(m->data, "POST", 4) == 0) {
+        return NGX_OK;
+    }
+
+    method = ngx_pnalloc(hr->pool, m->len + 1);
+    if (method == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(method, m->data, m->len);
+    method[m->len] = '\0';
+
+    return curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method) == CURLE_OK
+           ? NGX_OK : NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_astralform_http_set_headers(ngx_astralform_http_req_t *hr, CURL *easy)
+{
+    char               *line;
+    size_t              max;
+    ngx_str_t          *h;
+    ngx_uint_t          i;
+    struct curl_slist  *list;
+
+    h = hr->headers.elts;
+    max = sizeof("Expect:") - 1;
+
+    for (i = 0; i < hr->headers.nelts; i++) {
+        if (ngx_astralform_http_valid(h[i].data, h[i].len) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        max = ngx_max(max, h[i].len);
+    }
+
+    line = ngx_pnalloc(hr->pool, max + 1);
+    if (line == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i <= hr->headers.nelts; i++) {
+
+        /* an empty Expect stops curl from waiting for "100 Continue" */
+
+        if (i == hr->headers.nelts) {
+            ngx_memcpy(line, "Expect:", sizeof("Expect:"));
+
+        } else {
+            ngx_memcpy(line, h[i].data, h[i].len);
+            line[h[i].len] = '\0';
+        }
+
+        list = curl_slist_append(hr->slist, line);
+        if (list == NULL) {
+            return NGX_ERROR;
+        }
+
+        hr->slist = list;
+    }
+
+    return curl_easy_setopt(easy, CURLOPT_HTTPHEADER, hr->slist) == CURLE_OK
+           ? NGX_OK : NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_astralform_http_valid(u_char *p, size_t len)
+{
+    u_char  *last;
+
+    for (last = p + len; p < last; p++) {
+        if (*p == CR || *p == LF || *p == '\0') {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_astralform_http_set_host(ngx_astralform_http_req_t *hr)
+{
+    u_char  *p, *start, *last;
+
+    /* host[:port] only: userinfo, path and query may carry credentials */
+
+    start = hr->url.data;
+    last = start + hr->url.len;
+
+    for (p = start; p < last; p++) {
+        if (*p == ':' || *p == '/' || *p == '?' || *p == '#') {
+            break;
+        }
+    }
+
+    if (last - p >= 3 && p[0] == ':' && p[1] == '/' && p[2] == '/') {
+        start = p + 3;
+    }
+
+    for (p = start; p < last; p++) {
+        if (*p == '/' || *p == '?' || *p == '#') {
+            break;
+        }
+    }
+
+    last = p;
+
+    for (p = last; p > start; p--) {
+        if (p[-1] == '@') {
+            start = p;
+            break;
+        }
+    }
+
+    if (start == last) {
+        ngx_str_set(&hr->host, "-");
+        return;
+    }
+
+    hr->host.data = start;
+    hr->host.len = last - start;
+}
+
+
+void
+ngx_astralform_http_cancel(ngx_astralform_http_req_t *hr)
+{
+    if (!hr->running) {
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, hr->log, 0,
+                   "astralform http cancel: %V %V", &hr->method, &hr->host);
+
+    if (ngx_astralform_http_worker.in_curl) {
+        ngx_astralform_http_orphan(hr);
+        return;
+    }
+
+    ngx_astralform_http_release(hr);
+}
+
+
+ngx_str_t *
+ngx_astralform_http_resp_header(ngx_astralform_http_req_t *hr,
+    const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    h = hr->resp_headers.elts;
+
+    for (i = 0; i < hr->resp_headers.nelts; i++) {
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i].value;
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_int_t
+ngx_astralform_http_init_process(ngx_cycle_t *cycle,
+    ngx_astralform_http_conf_t *conf)
+{
+    u_char                        *p;
+    curl_version_info_data        *vi;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    /* the cache manager and loader make no outbound requests */
+
+    if (conf == NULL || ngx_process == NGX_PROCESS_HELPER) {
+        return NGX_OK;
+    }
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "astralform: curl_global_init() failed");
+        return NGX_ERROR;
+    }
+
+    vi = curl_version_info(CURLVERSION_NOW);
+
+    if (!(vi->features & CURL_VERSION_ASYNCHDNS)) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "astralform: libcurl %s resolves names synchronously, "
+                      "a slow DNS server will stall the worker",
+                      vi->version);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cycle->log, 0,
+                   "astralform http: libcurl %s, http2:%d", vi->version,
+                   (vi->features & CURL_VERSION_HTTP2) != 0);
+
+    w->conf = *conf;
+    w->log = cycle->log;
+
+    if (conf->ca_file.len) {
+        p = ngx_pnalloc(cycle->pool, conf->ca_file.len + 1);
+        if (p == NULL) {
+            goto failed;
+        }
+
+        ngx_memcpy(p, conf->ca_file.data, conf->ca_file.len);
+        p[conf->ca_file.len] = '\0';
+        w->conf.ca_file.data = p;
+    }
+
+    if (w->conf.max_response == 0) {
+        w->conf.max_response = NGX_MAX_SIZE_T_VALUE;
+    }
+
+    ngx_queue_init(&w->running);
+    ngx_queue_init(&w->failed);
+    ngx_queue_init(&w->orphans);
+
+    w->dummy.fd = (ngx_socket_t) -1;
+    w->timer.handler = ngx_astralform_http_timer_handler;
+    w->timer.data = &w->dummy;
+    w->timer.log = cycle->log;
+    w->timer.cancelable = 1;
+
+    w->multi = curl_multi_init();
+    if (w->multi == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "astralform: curl_multi_init() failed");
+        goto failed;
+    }
+
+    /*
+     * MAXCONNECTS bounds the idle connections a worker keeps (curl's
+     * default grows with the number of transfers ever added).
+     */
+
+    if (curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION,
+                          ngx_astralform_http_socket)
+        != CURLM_OK
+        || curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION,
+                             ngx_astralform_http_timer)
+           != CURLM_OK
+        || curl_multi_setopt(w->multi, CURLMOPT_PIPELINING,
+                             (long) CURLPIPE_MULTIPLEX)
+           != CURLM_OK
+        || curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS,
+                             (long) NGX_ASTRALFORM_HTTP_MAXCONNECTS)
+           != CURLM_OK
+        || (w->conf.max_host_connections
+            && curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                                 (long) w->conf.max_host_connections)
+               != CURLM_OK))
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "astralform: curl_multi_setopt() failed");
+        goto failed;
+    }
+
+    /*
+     * Every transfer has its own easy handle; sharing TLS sessions lets a
+     * new connection to a known host resume instead of a full handshake.
+     * Without the share handle that only costs handshakes.
+     */
+
+    w->share = curl_share_init();
+
+    if (w->share != NULL
+        && curl_share_setopt(w->share, CURLSHOPT_SHARE,
+                             CURL_LOCK_DATA_SSL_SESSION)
+           != CURLSHE_OK)
+    {
+        curl_share_cleanup(w->share);
+        w->share = NULL;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    if (w->multi != NULL) {
+        curl_multi_cleanup(w->multi);
+        w->multi = NULL;
+    }
+
+    curl_global_cleanup();
+
+    return NGX_ERROR;
+}
+
+
+void
+ngx_astralform_http_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_queue_t                   *q;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    if (w->multi == NULL) {
+        return;
+    }
+
+    while (!ngx_queue_empty(&w->running)) {
+        q = ngx_queue_head(&w->running);
+        ngx_astralform_http_cancel(
+                    ngx_queue_data(q, ngx_astralform_http_req_t, queue));
+    }
+
+    while (!ngx_queue_empty(&w->failed)) {
+        q = ngx_queue_head(&w->failed);
+        ngx_astralform_http_cancel(
+                    ngx_queue_data(q, ngx_astralform_http_req_t, queue));
+    }
+
+    ngx_astralform_http_reap_orphans();
+
+    /* closes the cached connections, their wrappers go on REMOVE */
+
+    w->in_curl++;
+    curl_multi_cleanup(w->multi);
+    w->in_curl--;
+
+    w->multi = NULL;
+
+    if (w->share != NULL) {
+        curl_share_cleanup(w->share);
+        w->share = NULL;
+    }
+
+    if (w->timer.timer_set) {
+        ngx_del_timer(&w->timer);
+    }
+
+    if (w->timer.posted) {
+        ngx_delete_posted_event(&w->timer);
+    }
+
+    curl_global_cleanup();
+}
+
+
+static int
+ngx_astralform_http_socket(CURL *easy, curl_socket_t s, int what,
+    void *userp, void *socketp)
+{
+    ngx_connection_t              *c;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+    c = socketp;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (c != NULL) {
+            ngx_astralform_http_unwrap(c);
+        }
+
+        return 0;
+    }
+
+    /*
+     * Returning -1 would abort every transfer of the multi handle: a
+     * socket nginx cannot watch fails only the transfer it belongs to.
+     */
+
+    if (c == NULL) {
+        c = ngx_get_connection(s, w->log);
+        if (c == NULL) {
+            ngx_astralform_http_no_connection(easy);
+            return 0;
+        }
+
+        c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+        c->read->handler = ngx_astralform_http_read_handler;
+        c->write->handler = ngx_astralform_http_write_handler;
+        c->read->log = c->log;
+        c->write->log = c->log;
+
+        (void) curl_multi_assign(w->multi, s, c);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, w->log, 0,
+                       "astralform http: watching fd:%d", s);
+    }
+
+    if (ngx_astralform_http_watch(c->read, NGX_READ_EVENT,
+                                  what & CURL_POLL_IN)
+        != NGX_OK
+        || ngx_astralform_http_watch(c->write, NGX_WRITE_EVENT,
+                                     what & CURL_POLL_OUT)
+           != NGX_OK)
+    {
+        ngx_astralform_http_unwrap(c);
+        (void) curl_multi_assign(w->multi, s, NULL);
+        ngx_astralform_http_no_connection(easy);
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_astralform_http_watch(ngx_event_t *ev, ngx_int_t event, ngx_uint_t on)
+{
+    /* flags 0: level-triggered, also with epoll */
+
+    if (on && !ev->active) {
+        return ngx_add_event(ev, event, 0);
+    }
+
+    if (!on && ev->active) {
+        return ngx_del_event(ev, event, 0);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_astralform_http_unwrap(ngx_connection_t *c)
+{
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "astralform http: releasing fd:%d", c->fd);
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+
+    /*
+     * The fd stays open, it is curl's. fd -1 makes events for it already
+     * fetched in this loop iteration stale, as ngx_close_connection() does.
+     */
+
+    c->fd = (ngx_socket_t) -1;
+}
+
+
+static void
+ngx_astralform_http_no_connection(CURL *easy)
+{
+    char                       *priv;
+    ngx_astralform_http_req_t  *hr;
+
+    priv = NULL;
+
+    if (easy == NULL
+        || curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv) != CURLE_OK
+        || priv == NULL)
+    {
+        return;
+    }
+
+    hr = (ngx_astralform_http_req_t *) priv;
+
+    if (!hr->running || hr->no_connection) {
+        return;
+    }
+
+    /* finished once curl_multi_socket_action() has returned */
+
+    hr->no_connection = 1;
+    ngx_queue_remove(&hr->queue);
+    ngx_queue_insert_tail(&ngx_astralform_http_worker.failed, &hr->queue);
+}
+
+
+static int
+ngx_astralform_http_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    ngx_event_t  *ev;
+
+    ev = &ngx_astralform_http_worker.timer;
+
+    /*
+     * Deleted first: ngx_add_timer() keeps an old timer that is less than
+     * 300ms away from the new one. 0 fires on the next loop iteration,
+     * never from inside this callback.
+     */
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+
+    if (timeout_ms >= 0) {
+        ngx_add_timer(ev, (ngx_msec_t) timeout_ms);
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_astralform_http_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t  *c;
+
+    c = ev->data;
+
+    ngx_astralform_http_action(c->fd, CURL_CSELECT_IN);
+}
+
+
+static void
+ngx_astralform_http_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t  *c;
+
+    c = ev->data;
+
+    ngx_astralform_http_action(c->fd, CURL_CSELECT_OUT);
+}
+
+
+static void
+ngx_astralform_http_timer_handler(ngx_event_t *ev)
+{
+    ngx_astralform_http_action(CURL_SOCKET_TIMEOUT, 0);
+}
+
+
+static void
+ngx_astralform_http_action(curl_socket_t s, int mask)
+{
+    int                            running;
+    CURLMcode                      mc;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    w->in_curl++;
+    mc = curl_multi_socket_action(w->multi, s, mask, &running);
+    w->in_curl--;
+
+    if (mc != CURLM_OK) {
+        ngx_log_error(NGX_LOG_ALERT, w->log, 0,
+                      "astralform: curl_multi_socket_action() failed: %s",
+                      curl_multi_strerror(mc));
+    }
+
+    ngx_astralform_http_collect();
+}
+
+
+static void
+ngx_astralform_http_collect(void)
+{
+    int                            pending;
+    char                          *priv;
+    CURL                          *easy;
+    CURLMsg                       *msg;
+    CURLcode                       code;
+    ngx_queue_t                   *q;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    ngx_astralform_http_reap_orphans();
+
+    /*
+     * done() may add and remove handles; curl_multi_remove_handle() also
+     * drops the messages of the handle removed, so the loop stays valid.
+     */
+
+    for ( ;; ) {
+        msg = curl_multi_info_read(w->multi, &pending);
+        if (msg == NULL) {
+            break;
+        }
+
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
+        }
+
+        easy = msg->easy_handle;
+        code = msg->data.result;
+        priv = NULL;
+
+        if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv) != CURLE_OK
+            || priv == NULL)
+        {
+            continue;
+        }
+
+        ngx_astralform_http_finish((ngx_astralform_http_req_t *) priv, code);
+    }
+
+    while (!ngx_queue_empty(&w->failed)) {
+        q = ngx_queue_head(&w->failed);
+        ngx_astralform_http_finish(
+                    ngx_queue_data(q, ngx_astralform_http_req_t, queue),
+                    CURLE_COULDNT_CONNECT);
+    }
+}
+
+
+static void
+ngx_astralform_http_finish(ngx_astralform_http_req_t *hr, CURLcode code)
+{
+    long         status;
+    const char  *err;
+
+    status = 0;
+    (void) curl_easy_getinfo(hr->easy, CURLINFO_RESPONSE_CODE, &status);
+
+    ngx_astralform_http_release(hr);
+
+    hr->status = status > 0 ? (ngx_uint_t) status : 0;
+    hr->error = ngx_astralform_http_map(hr, code);
+
+    if (ngx_astralform_http_body(hr) != NGX_OK) {
+        hr->error = NGX_ASTRALFORM_HTTP_FAILED;
+        ngx_cpystrn((u_char *) hr->errbuf, (u_char *) "out of memory",
+                    CURL_ERROR_SIZE);
+    }
+
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, hr->log, 0,
+                   "astralform http done: %V %V status:%ui error:%d "
+                   "body:%uz", &hr->method, &hr->host, hr->status,
+                   hr->error, hr->resp_body.len);
+
+    if (hr->error == NGX_ASTRALFORM_HTTP_TOO_LARGE) {
+
+        if (hr->header_bytes > NGX_ASTRALFORM_HTTP_MAX_HEADERS) {
+            ngx_log_error(NGX_LOG_ERR, hr->log, 0,
+                          "astralform: upstream request to \"%V\" failed: "
+                          "response headers larger than %uz bytes",
+                          &hr->host, (size_t) NGX_ASTRALFORM_HTTP_MAX_HEADERS);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, hr->log, 0,
+                          "astralform: upstream request to \"%V\" failed: "
+                          "response larger than %uz bytes", &hr->host,
+                          ngx_astralform_http_worker.conf.max_response);
+        }
+
+    } else if (hr->error != NGX_ASTRALFORM_HTTP_OK) {
+
+        if (hr->no_connection) {
+            err = "worker_connections are not enough";
+
+        } else if (hr->errbuf[0] != '\0') {
+            err = hr->errbuf;
+
+        } else {
+            err = curl_easy_strerror(code);
+        }
+
+        ngx_log_error(NGX_LOG_ERR, hr->log, 0,
+                      "astralform: upstream request to \"%V\" failed: %s",
+                      &hr->host, err);
+    }
+
+    hr->done(hr);
+}
+
+
+static ngx_astralform_http_error_e
+ngx_astralform_http_map(ngx_astralform_http_req_t *hr, CURLcode code)
+{
+    if (hr->no_connection) {
+        return NGX_ASTRALFORM_HTTP_CONNECT;
+    }
+
+    switch (code) {
+
+    case CURLE_OK:
+        return NGX_ASTRALFORM_HTTP_OK;
+
+    case CURLE_OPERATION_TIMEDOUT:
+        return NGX_ASTRALFORM_HTTP_TIMEOUT;
+
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CLIENTCERT:
+        return NGX_ASTRALFORM_HTTP_CONNECT;
+
+    case CURLE_FILESIZE_EXCEEDED:
+        hr->too_large = 1;
+        return NGX_ASTRALFORM_HTTP_TOO_LARGE;
+
+    case CURLE_WRITE_ERROR:
+        return hr->too_large ? NGX_ASTRALFORM_HTTP_TOO_LARGE
+                             : NGX_ASTRALFORM_HTTP_FAILED;
+
+    default:
+        return NGX_ASTRALFORM_HTTP_FAILED;
+    }
+}
+
+
+static ngx_int_t
+ngx_astralform_http_body(ngx_astralform_http_req_t *hr)
+{
+    u_char       *p;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (hr->chunks == NULL) {
+        return NGX_OK;
+    }
+
+    if (hr->error == NGX_ASTRALFORM_HTTP_OK && hr->chunks->next == NULL) {
+        b = hr->chunks->buf;
+        hr->resp_body.data = b->pos;
+        hr->resp_body.len = b->last - b->pos;
+        hr->chunks = NULL;
+        return NGX_OK;
+    }
+
+    p = NULL;
+
+    if (hr->error == NGX_ASTRALFORM_HTTP_OK) {
+        p = ngx_pnalloc(hr->pool, hr->received);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        hr->resp_body.data = p;
+        hr->resp_body.len = hr->received;
+    }
+
+    /* a partial body is of no use; large chunks go back to the system */
+
+    for (cl = hr->chunks; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (p != NULL) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+        }
+
+        (void) ngx_pfree(hr->pool, b->start);
+    }
+
+    hr->chunks = NULL;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_astralform_http_release(ngx_astralform_http_req_t *hr)
+{
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    w->in_curl++;
+    (void) curl_multi_remove_handle(w->multi, hr->easy);
+    w->in_curl--;
+
+    curl_easy_cleanup(hr->easy);
+    curl_slist_free_all(hr->slist);
+
+    hr->easy = NULL;
+    hr->slist = NULL;
+    hr->running = 0;
+    ngx_queue_remove(&hr->queue);
+
+    if (--w->nrunning == 0) {
+        w->timer.cancelable = 1;
+    }
+}
+
+
+static void
+ngx_astralform_http_orphan(ngx_astralform_http_req_t *hr)
+{
+    CURL                          *easy;
+    ngx_astralform_http_orphan_t  *o;
+    ngx_astralform_http_worker_t  *w;
+
+    /*
+     * curl_multi_remove_handle() is refused while libcurl is on the stack
+     * (only nginx reclaiming connections for a new socket gets here). The
+     * handle stays in the multi until the current call returns, but must
+     * not touch hr again: its memory goes with the caller's pool.
+     */
+
+    w = &ngx_astralform_http_worker;
+    easy = hr->easy;
+
+    (void) curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+    (void) curl_easy_setopt(easy, CURLOPT_WRITEDATA, NULL);
+    (void) curl_easy_setopt(easy, CURLOPT_HEADERDATA, NULL);
+    (void) curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
+
+    o = ngx_alloc(sizeof(ngx_astralform_http_orphan_t), w->log);
+
+    if (o != NULL) {
+        o->easy = easy;
+        o->slist = hr->slist;
+        ngx_queue_insert_tail(&w->orphans, &o->queue);
+    }
+
+    hr->easy = NULL;
+    hr->slist = NULL;
+    hr->running = 0;
+    ngx_queue_remove(&hr->queue);
+
+    if (--w->nrunning == 0) {
+        w->timer.cancelable = 1;
+    }
+}
+
+
+static void
+ngx_astralform_http_reap_orphans(void)
+{
+    ngx_queue_t                   *q;
+    ngx_astralform_http_orphan_t  *o;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    while (!ngx_queue_empty(&w->orphans)) {
+        q = ngx_queue_head(&w->orphans);
+        ngx_queue_remove(q);
+        o = ngx_queue_data(q, ngx_astralform_http_orphan_t, queue);
+
+        (void) curl_multi_remove_handle(w->multi, o->easy);
+        curl_easy_cleanup(o->easy);
+        curl_slist_free_all(o->slist);
+        ngx_free(o);
+    }
+}
+
+
+static size_t
+ngx_astralform_http_write(char *ptr, size_t size, size_t nmemb,
+    void *userdata)
+{
+    size_t                      len, room, n;
+    ngx_buf_t                  *b;
+    curl_off_t                  clen;
+    ngx_chain_t                *cl, **ll;
+    ngx_astralform_http_req_t  *hr;
+
+    hr = userdata;
+
+    /* any value other than len fails the transfer with CURLE_WRITE_ERROR */
+
+    if (hr == NULL) {
+        return 0;
+    }
+
+    len = size * nmemb;
+    room = ngx_astralform_http_worker.conf.max_response - hr->received;
+
+    if (len > room) {
+        hr->too_large = 1;
+        return 0;
+    }
+
+    if (len == 0) {
+        return 0;
+    }
+
+    b = NULL;
+
+    for (ll = &hr->chunks; *ll; ll = &(*ll)->next) {
+        b = (*ll)->buf;
+    }
+
+    if (b == NULL || (size_t) (b->end - b->last) < len) {
+
+        /* doubling chunks, the first one sized by Content-Length if any */
+
+        n = ngx_max(hr->received, NGX_ASTRALFORM_HTTP_CHUNK);
+
+        if (hr->received == 0
+            && curl_easy_getinfo(hr->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T,
+                                 &clen)
+               == CURLE_OK
+            && clen > 0 && (uint64_t) clen <= room)
+        {
+            n = ngx_max(n, (size_t) clen);
+        }
+
+        n = ngx_max(ngx_min(n, room), len);
+
+        b = ngx_create_temp_buf(hr->pool, n);
+        if (b == NULL) {
+            return 0;
+        }
+
+        cl = ngx_alloc_chain_link(hr->pool);
+        if (cl == NULL) {
+            return 0;
+        }
+
+        cl->buf = b;
+        cl->next = NULL;
+        *ll = cl;
+    }
+
+    b->last = ngx_cpymem(b->last, ptr, len);
+    hr->received += len;
+
+    return len;
+}
+
+
+static size_t
+ngx_astralform_http_header(char *buf, size_t size, size_t nitems,
+    void *userdata)
+{
+    size_t                      len;
+    u_char                     *p, *last, *colon, *name_end, *value;
+    ngx_table_elt_t            *h;
+    ngx_astralform_http_req_t  *hr;
+
+    hr = userdata;
+
+    if (hr == NULL) {
+        return 0;
+    }
+
+    len = size * nitems;
+
+    hr->header_bytes += len;
+
+    if (hr->header_bytes > NGX_ASTRALFORM_HTTP_MAX_HEADERS) {
+        hr->too_large = 1;
+        return 0;
+    }
+
+    p = (u_char *) buf;
+    last = p + len;
+
+    /*
+     * A status line starts a response: only the last one's headers are
+     * kept (after "100 Continue", "103 Early Hints", a proxy's CONNECT).
+     */
+
+    if (len >= 5 && ngx_strncmp(p, "HTTP/", 5) == 0) {
+        hr->resp_headers.nelts = 0;
+        return len;
+    }
+
+    while (last > p && (last[-1] == CR || last[-1] == LF)) {
+        last--;
+    }
+
+    colon = ngx_strlchr(p, last, ':');
+
+    /* the empty line, obsolete line folding */
+
+    if (colon == NULL || colon == p || *p == ' ' || *p == '\t') {
+        return len;
+    }
+
+    name_end = colon;
+
+    while (name_end > p && (name_end[-1] == ' ' || name_end[-1] == '\t')) {
+        name_end--;
+    }
+
+    value = colon + 1;
+
+    while (value < last && (*value == ' ' || *value == '\t')) {
+        value++;
+    }
+
+    while (last > value && (last[-1] == ' ' || last[-1] == '\t')) {
+        last--;
+    }
+
+    h = ngx_array_push(&hr->resp_headers);
+    if (h == NULL) {
+        return 0;
+    }
+
+    h->key.len = name_end - p;
+    h->value.len = last - value;
+
+    h->key.data = ngx_pnalloc(hr->pool,
+                              2 * h->key.len + h->value.len + 3);
+    if (h->key.data == NULL) {
+        return 0;
+    }
+
+    h->value.data = h->key.data + h->key.len + 1;
+    h->lowcase_key = h->value.data + h->value.len + 1;
+
+    ngx_memcpy(h->key.data, p, h->key.len);
+    h->key.data[h->key.len] = '\0';
+    ngx_memcpy(h->value.data, value, h->value.len);
+    h->value.data[h->value.len] = '\0';
+
+    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, h->key.len);
+    h->lowcase_key[h->key.len] = '\0';
+
+    return len;
+}
+
+
+static void
+ngx_astralform_http_cleanup(void *data)
+{
+    ngx_astralform_http_req_t  *hr = data;
+
+    ngx_astralform_http_cancel(hr);
+}

@@ -1,0 +1,608 @@
+/*
+ * Project state in Redis: the key layout, and loading a project's enabled
+ * connectors and agent assignments for a request.
+ *
+ * Every key is "<prefix>{<project>}:<kind>[:<sub>]"; the hash tag keeps a
+ * project's keys in one Redis Cluster slot, so scripts may touch several.
+ *
+ *   {P}:connectors          hash  id -> connector JSON (API-enabled ones;
+ *                                 secrets inside are sealed blobs)
+ *   {P}:agents              hash  agent id -> JSON array of connector ids
+ *   {P}:tokens:<C>          hash  user id -> sealed token record, so that
+ *                                 disabling C finds every token of it
+ *   {P}:session:<S>         string, TTL: a connect session (OAuth issue)
+ *   {P}:state:<STATE>       string, TTL: an OAuth state, consumed once
+ *   {P}:lock:<C>:<U>        string, lease: the refresh lock of one token
+ */
+
+
+#include "ngx_astralform.h"
+
+
+static void ngx_astralform_connectors_reply(redisReply *reply, void *data);
+static void ngx_astralform_assignment_reply(redisReply *reply, void *data);
+static ngx_int_t ngx_astralform_connector_parse(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn, redisReply *id, redisReply *value);
+static void ngx_astralform_config_assignment(ngx_astralform_ctx_t *ctx);
+static ngx_int_t ngx_astralform_pstr(ngx_pool_t *pool, ngx_str_t *dst,
+    json_t *json, const char *key);
+static json_t *ngx_astralform_str_array(ngx_array_t *a);
+
+
+ngx_int_t
+ngx_astralform_key(ngx_astralform_ctx_t *ctx, ngx_str_t *out,
+    const char *kind, ngx_str_t *sub)
+{
+    size_t      len;
+    ngx_str_t  *prefix, *pid;
+
+    prefix = &ctx->amcf->prefix;
+    pid = &ctx->project->id;
+
+    len = prefix->len + pid->len + ngx_strlen(kind) + sizeof("{}:") - 1
+          + (sub ? sub->len + 1 : 0);
+
+    out->data = ngx_pnalloc(ctx->request->pool, len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (sub != NULL) {
+        out->len = ngx_sprintf(out->data, "%V{%V}:%s:%V", prefix, pid, kind,
+                               sub) - out->data;
+    } else {
+        out->len = ngx_sprintf(out->data, "%V{%V}:%s", prefix, pid, kind)
+                   - out->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* sends one command for this request; its reply goes to handler(ctx) */
+ngx_int_t
+ngx_astralform_redis(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_redis_pt handler, ngx_uint_t argc, ngx_str_t *argv)
+{
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (ngx_astralform_redis_send(r->pool, r->connection->log, handler, ctx,
+                                  argc, argv)
+        == NULL)
+    {
+        ctx->failed = 1;
+        return NGX_ERROR;
+    }
+
+    ctx->pending++;
+
+    return NGX_OK;
+}
+
+
+/*
+ * After a batch of ngx_astralform_redis() calls: NGX_DONE while replies
+ * are awaited (ctx->next runs after the last), or the 503 answer when
+ * nothing could be sent.
+ */
+ngx_int_t
+ngx_astralform_wait(ngx_astralform_ctx_t *ctx)
+{
+    if (ctx->pending) {
+        return NGX_DONE;
+    }
+
+    return ngx_astralform_send_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "store_unavailable",
+                                     "the token store is unavailable, "
+                                     "try again shortly");
+}
+
+
+/* one reply of a batch is in: run the next step after the last one */
+void
+ngx_astralform_step_done(ngx_astralform_ctx_t *ctx)
+{
+    if (--ctx->pending) {
+        return;
+    }
+
+    if (ctx->failed) {
+        ctx->failed = 0;
+        ngx_astralform_store_unavailable(ctx);
+        return;
+    }
+
+    ctx->next(ctx);
+}
+
+
+ngx_int_t
+ngx_astralform_load_project(ngx_astralform_ctx_t *ctx,
+    ngx_uint_t with_assignment, ngx_astralform_step_pt next)
+{
+    ngx_str_t                    argv[3];
+    ngx_uint_t                   i;
+    ngx_astralform_connector_t  *conn, *src;
+
+    if (ngx_array_init(&ctx->connectors, ctx->request->pool,
+                       ctx->project->connectors.nelts + 4,
+                       sizeof(ngx_astralform_connector_t))
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    src = ctx->project->connectors.elts;
+
+    for (i = 0; i < ctx->project->connectors.nelts; i++) {
+        conn = ngx_array_push(&ctx->connectors);
+        if (conn == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        *conn = src[i];
+    }
+
+    ctx->next = next;
+
+    ngx_str_set(&argv[0], "HGETALL");
+    if (ngx_astralform_key(ctx, &argv[1], "connectors", NULL) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_astralform_redis(ctx, ngx_astralform_connectors_reply, 2, argv)
+        != NGX_OK)
+    {
+        return ngx_astralform_wait(ctx);
+    }
+
+    if (with_assignment && ctx->agent.len) {
+        ngx_str_set(&argv[0], "HGET");
+        if (ngx_astralform_key(ctx, &argv[1], "agents", NULL) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        argv[2] = ctx->agent;
+
+        (void) ngx_astralform_redis(ctx, ngx_astralform_assignment_reply, 3,
+                                    argv);
+    }
+
+    return ngx_astralform_wait(ctx);
+}
+
+
+static void
+ngx_astralform_connectors_reply(redisReply *reply, void *data)
+{
+    ngx_astralform_ctx_t *ctx = data;
+
+    size_t                       i;
+    ngx_astralform_connector_t  *conn;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        ctx->failed = 1;
+        ngx_astralform_step_done(ctx);
+        return;
+    }
+
+    for (i = 0; i + 1 < reply->elements; i += 2) {
+        conn = ngx_array_push(&ctx->connectors);
+        if (conn == NULL) {
+            ctx->failed = 1;
+            break;
+        }
+
+        if (ngx_astralform_connector_parse(ctx, conn, reply->element[i],
+                                           reply->element[i + 1])
+            != NGX_OK)
+        {
+            ctx->connectors.nelts--;
+        }
+    }
+
+    ngx_astralform_step_done(ctx);
+}
+
+
+static void
+ngx_astralform_assignment_reply(redisReply *reply, void *data)
+{
+    ngx_astralform_ctx_t *ctx = data;
+
+    size_t        i;
+    json_t       *json, *v;
+    ngx_str_t    *id;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        ctx->failed = 1;
+        ngx_astralform_step_done(ctx);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STRING) {
+        ngx_astralform_config_assignment(ctx);
+        ngx_astralform_step_done(ctx);
+        return;
+    }
+
+    json = json_loadb(reply->str, reply->len, 0, NULL);
+
+    ctx->assignment = ngx_array_create(ctx->request->pool, 4,
+                                       sizeof(ngx_str_t));
+
+    if (json_is_array(json) && ctx->assignment != NULL) {
+        ctx->assignment_set = 1;
+
+        json_array_foreach(json, i, v) {
+            id = ngx_array_push(ctx->assignment);
+            if (id == NULL
+                || ngx_astralform_strdup(ctx->request->pool, id,
+                                         json_string_value(v))
+                   != NGX_OK)
+            {
+                ctx->failed = 1;
+                break;
+            }
+        }
+    }
+
+    json_decref(json);
+
+    ngx_astralform_step_done(ctx);
+}
+
+
+/*
+ * Without an assignment in Redis, the agent is assigned the config
+ * connectors whose agents= name it; when none does, it sees them all.
+ */
+static void
+ngx_astralform_config_assignment(ngx_astralform_ctx_t *ctx)
+{
+    ngx_str_t                   *agent, *id;
+    ngx_uint_t                   i, j;
+    ngx_astralform_connector_t  *conn;
+
+    conn = ctx->project->connectors.elts;
+
+    for (i = 0; i < ctx->project->connectors.nelts; i++) {
+        if (conn[i].agents == NULL) {
+            continue;
+        }
+
+        agent = conn[i].agents->elts;
+
+        for (j = 0; j < conn[i].agents->nelts; j++) {
+            if (agent[j].len != ctx->agent.len
+                || ngx_strncmp(agent[j].data, ctx->agent.data,
+                               ctx->agent.len) != 0)
+            {
+                continue;
+            }
+
+            if (ctx->assignment == NULL) {
+                ctx->assignment = ngx_array_create(ctx->request->pool, 4,
+                                                   sizeof(ngx_str_t));
+                if (ctx->assignment == NULL) {
+                    ctx->failed = 1;
+                    return;
+                }
+            }
+
+            id = ngx_array_push(ctx->assignment);
+            if (id == NULL) {
+                ctx->failed = 1;
+                return;
+            }
+
+            *id = conn[i].id;
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_astralform_connector_parse(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn, redisReply *id, redisReply *value)
+{
+    json_t      *json, *v;
+    size_t       i;
+    ngx_str_t    slug, *scope;
+    ngx_pool_t  *pool;
+
+    pool = ctx->request->pool;
+    ngx_memzero(conn, sizeof(ngx_astralform_connector_t));
+
+    if (id->type != REDIS_REPLY_STRING || value->type != REDIS_REPLY_STRING) {
+        return NGX_ERROR;
+    }
+
+    json = json_loadb(value->str, value->len, 0, NULL);
+    if (!json_is_object(json)) {
+        json_decref(json);
+        return NGX_ERROR;
+    }
+
+    slug.data = (u_char *) ngx_astralform_json_value(json, "connector_slug");
+    slug.len = slug.data ? ngx_strlen(slug.data) : 0;
+
+    conn->def = ngx_astralform_catalog_find(&ctx->amcf->catalog, &slug);
+
+    if (conn->def == NULL) {
+        ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                      "astralform: project \"%V\" has connector \"%*s\" of "
+                      "slug \"%V\" the catalog no longer has",
+                      &ctx->project->id, (size_t) id->len, id->str, &slug);
+        json_decref(json);
+        return NGX_ERROR;
+    }
+
+    conn->id.data = ngx_pnalloc(pool, id->len);
+    if (conn->id.data == NULL) {
+        json_decref(json);
+        return NGX_ERROR;
+    }
+    conn->id.len = id->len;
+    ngx_memcpy(conn->id.data, id->str, id->len);
+
+    if (ngx_astralform_pstr(pool, &conn->client_id, json, "oauth_client_id")
+        != NGX_OK
+        || ngx_astralform_pstr(pool, &conn->sealed_secret, json,
+                               "oauth_client_secret") != NGX_OK
+        || ngx_astralform_pstr(pool, &conn->sealed_api_key, json, "api_key")
+           != NGX_OK
+        || ngx_astralform_pstr(pool, &conn->mcp_url, json, "mcp_url")
+           != NGX_OK)
+    {
+        json_decref(json);
+        return NGX_ERROR;
+    }
+
+    conn->require_auth = !json_is_false(json_object_get(json,
+                                                        "require_auth"));
+    conn->allow_end_user_auth = !json_is_false(
+                                json_object_get(json, "allow_end_user_auth"));
+
+    v = json_object_get(json, "oauth_scopes");
+
+    if (json_is_array(v)) {
+        conn->scopes = ngx_array_create(pool, json_array_size(v) + 1,
+                                        sizeof(ngx_str_t));
+        if (conn->scopes == NULL) {
+            json_decref(json);
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < json_array_size(v); i++) {
+            scope = ngx_array_push(conn->scopes);
+            if (scope == NULL
+                || ngx_astralform_strdup(pool, scope,
+                       json_string_value(json_array_get(v, i))) != NGX_OK)
+            {
+                json_decref(json);
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    json_decref(json);
+
+    return NGX_OK;
+}
+
+
+ngx_astralform_connector_t *
+ngx_astralform_find_connector(ngx_astralform_ctx_t *ctx, ngx_str_t *id)
+{
+    ngx_uint_t                   i;
+    ngx_astralform_connector_t  *conn;
+
+    conn = ctx->connectors.elts;
+
+    for (i = 0; i < ctx->connectors.nelts; i++) {
+        if (conn[i].id.len == id->len
+            && ngx_strncmp(conn[i].id.data, id->data, id->len) == 0)
+        {
+            return &conn[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* whether the request's agent may see and call the connector's tools */
+ngx_uint_t
+ngx_astralform_connector_visible(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn)
+{
+    ngx_str_t   *id;
+    ngx_uint_t   i;
+
+    if (ctx->assignment == NULL) {
+        return 1;
+    }
+
+    id = ctx->assignment->elts;
+
+    for (i = 0; i < ctx->assignment->nelts; i++) {
+        if (id[i].len == conn->id.len
+            && ngx_strncmp(id[i].data, conn->id.data, id[i].len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* the API's view of an enabled connector: never a secret */
+json_t *
+ngx_astralform_connector_json(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn)
+{
+    size_t                 i;
+    json_t                *json, *scopes, *tools, *tool;
+    ngx_astralform_def_t  *def;
+
+    def = conn->def;
+
+    if (conn->scopes != NULL) {
+        scopes = ngx_astralform_str_array(conn->scopes);
+
+    } else if (def->oauth != NULL
+               && json_is_array(json_object_get(def->oauth,
+                                                "default_scopes")))
+    {
+        scopes = json_deep_copy(json_object_get(def->oauth,
+                                                "default_scopes"));
+
+    } else {
+        scopes = json_array();
+    }
+
+    tools = json_array();
+
+    json_array_foreach(def->tools, i, tool) {
+        json_array_append(tools, json_object_get(tool, "name"));
+    }
+
+    json = json_pack("{s:o, s:s%, s:s%, s:s, s:O?, s:b, s:b, s:b, s:o, "
+                     "s:o, s:b, s:b, s:o, s:s, s:o}",
+                     "id", ngx_astralform_json_string(&conn->id),
+                     "connector_slug", def->slug.data, def->slug.len,
+                     "name", def->name.data, def->name.len,
+                     "type", ngx_astralform_type_name(def->type),
+                     "category", json_object_get(def->json, "category"),
+                     "is_enabled", 1,
+                     "require_auth", (int) conn->require_auth,
+                     "allow_end_user_auth", (int) conn->allow_end_user_auth,
+                     "oauth_client_id",
+                     conn->client_id.len
+                         ? ngx_astralform_json_string(&conn->client_id)
+                         : json_null(),
+                     "oauth_scopes", scopes,
+                     "has_secret",
+                     (int) (conn->client_secret.len
+                            || conn->sealed_secret.len),
+                     "has_api_key",
+                     (int) (conn->api_key.len || conn->sealed_api_key.len),
+                     "mcp_url",
+                     conn->mcp_url.len
+                         ? ngx_astralform_json_string(&conn->mcp_url)
+                         : json_null(),
+                     "source", conn->from_config ? "config" : "api",
+                     "tools", tools);
+
+    if (json != NULL && conn->agents != NULL) {
+        json_object_set_new(json, "agents",
+                            ngx_astralform_str_array(conn->agents));
+    }
+
+    return json;
+}
+
+
+/* the tool definitions an agent sees for one catalog connector */
+json_t *
+ngx_astralform_connector_tools(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn)
+{
+    size_t   i;
+    json_t  *list, *tool;
+
+    list = json_array();
+
+    json_array_foreach(conn->def->tools, i, tool) {
+        json_array_append_new(list, json_pack("{s:O, s:O, s:O, s:o}",
+            "name", json_object_get(tool, "name"),
+            "description", json_object_get(tool, "description"),
+            "input_schema", json_object_get(tool, "input_schema"),
+            "connector", ngx_astralform_json_string(&conn->id)));
+    }
+
+    return list;
+}
+
+
+/* the additional authenticated data that binds a sealed blob to its owner */
+ngx_int_t
+ngx_astralform_aad(ngx_pool_t *pool, ngx_str_t *out, ngx_str_t *project,
+    ngx_str_t *connector, const char *what, ngx_str_t *user)
+{
+    ngx_str_t  none = ngx_null_string;
+
+    if (user == NULL) {
+        user = &none;
+    }
+
+    out->data = ngx_pnalloc(pool, sizeof("astralform|||||") + project->len
+                                  + connector->len + ngx_strlen(what)
+                                  + user->len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* lengths-free is safe: ids cannot hold "|" */
+    out->len = ngx_sprintf(out->data, "astralform|%V|%V|%s|%V", project,
+                           connector, what, user) - out->data;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_astralform_strdup(ngx_pool_t *pool, ngx_str_t *dst, const char *src)
+{
+    if (src == NULL) {
+        ngx_str_null(dst);
+        return NGX_OK;
+    }
+
+    dst->len = ngx_strlen(src);
+    dst->data = ngx_pnalloc(pool, dst->len + 1);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, src, dst->len + 1);
+
+    return NGX_OK;
+}
+
+
+json_t *
+ngx_astralform_json_string(ngx_str_t *s)
+{
+    return json_stringn((const char *) s->data, s->len);
+}
+
+
+static ngx_int_t
+ngx_astralform_pstr(ngx_pool_t *pool, ngx_str_t *dst, json_t *json,
+    const char *key)
+{
+    return ngx_astralform_strdup(pool, dst,
+                                 ngx_astralform_json_value(json, key));
+}
+
+
+static json_t *
+ngx_astralform_str_array(ngx_array_t *a)
+{
+    json_t      *list;
+    ngx_str_t   *s;
+    ngx_uint_t   i;
+
+    list = json_array();
+    s = a->elts;
+
+    for (i = 0; i < a->nelts; i++) {
+        json_array_append_new(list, ngx_astralform_json_string(&s[i]));
+    }
+
+    return list;
+}

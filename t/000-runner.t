@@ -1,0 +1,156 @@
+# Self-test of the test runner with plain nginx features only; it must pass
+# under the bundled Test::Nginx::Socket and under openresty's.
+
+use Test::Nginx::Socket 'no_plan';
+
+repeat_each(1);
+no_shuffle();
+log_level('info');
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: plain return
+--- config
+    location = /t {
+        return 200 "hi\n";
+    }
+--- request
+GET /t
+--- response_body
+hi
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: status code, headers and an absent header
+--- config
+    location = /t {
+        add_header X-Foo bar;
+        return 404 "nope";
+    }
+--- request
+GET /t
+--- error_code: 404
+--- response_headers
+X-Foo: bar
+Content-Type: text/plain
+!X-Absent
+--- response_body chomp
+nope
+
+
+
+=== TEST 3: request bodies and more_headers (PUT and GET through dav)
+--- config
+    location /dav/ {
+        root html;
+        dav_methods PUT;
+        create_full_put_path on;
+        add_header X-Who "$http_x_who" always;
+    }
+--- more_headers
+X-Who: alice
+--- request eval
+["PUT /dav/x.txt\n" . "a" x 3 . "bc\n", "GET /dav/x.txt"]
+--- error_code eval
+[201, 200]
+--- response_headers eval
+["X-Who: alice", "X-Who: alice\nContent-Length: 5"]
+--- response_body eval
+["", "aaabc"]
+
+
+
+=== TEST 4: response_body eval and regex forms
+--- config
+    location = /t {
+        return 200 "x=1\ny=2\n";
+    }
+--- request
+GET /t
+--- response_body eval
+"x=1\n" . "y=2\n"
+
+
+
+=== TEST 5: response_body_like with an eval regex
+--- config
+    location = /t {
+        return 200 "token abc123 end";
+    }
+--- request
+GET /t
+--- response_body_like eval
+qr/abc\d+/
+
+
+
+=== TEST 6: error_log and no_error_log
+--- config
+    location = /t {
+        return 403;
+    }
+--- request
+GET /t
+--- error_code: 403
+--- error_log
+access forbidden
+--- no_error_log eval
+[qr/\[(?:alert|emerg)\]/, "this string never appears"]
+
+
+
+=== TEST 7: must_die on an unknown directive
+--- config
+    location = /t {
+        no_such_directive_here on;
+    }
+--- must_die
+--- error_log
+unknown directive "no_such_directive_here"
+
+
+
+=== TEST 8: TEST_NGINX_ variables expand in config
+--- config
+    location = /t {
+        return 200 "port $TEST_NGINX_SERVER_PORT\n";
+    }
+--- request
+GET /t
+--- response_body_like
+^port \d+$
+
+
+
+=== TEST 9: several requests in one block
+--- config
+    location = /a { return 200 "a"; }
+    location = /b { return 201 "b"; }
+--- request eval
+["GET /a", "GET /b"]
+--- error_code eval
+[200, 201]
+--- response_body eval
+["a", "b"]
+--- no_error_log
+[error]
+
+
+
+=== TEST 10: response_headers_like and a chunked body
+--- config
+    location = /t {
+        chunked_transfer_encoding on;
+        add_header X-Num 42;
+        return 200 "chunk";
+    }
+--- request
+GET /t
+--- response_headers_like
+X-Num: \d+
+--- response_body chomp
+chunk
