@@ -1,0 +1,425 @@
+/*
+ * End users' credentials in Redis, sealed (see ngx_astralform_tokens.h).
+ */
+
+
+#include "ngx_astralform.h"
+#include "ngx_astralform_tokens.h"
+
+
+typedef struct {
+    ngx_astralform_ctx_t        *ctx;
+    ngx_astralform_connector_t  *conn;
+    ngx_astralform_token_pt      handler;
+    ngx_astralform_token_t      *tok;
+    ngx_uint_t                   cas;
+} ngx_astralform_token_op_t;
+
+
+static void ngx_astralform_token_got(redisReply *reply, void *data);
+static void ngx_astralform_token_stored(redisReply *reply, void *data);
+static ngx_int_t ngx_astralform_token_cas(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn, ngx_str_t *expect, ngx_str_t *blob,
+    ngx_astralform_redis_pt handler, void *data);
+static void ngx_astralform_token_resealed(redisReply *reply, void *data);
+static ngx_int_t ngx_astralform_token_str(ngx_pool_t *pool, ngx_str_t *dst,
+    json_t *json, const char *key);
+
+
+/* HSET only if the field still holds what was read (or nothing, for "") */
+static const char  ngx_astralform_cas_lua[] =
+    "local cur = redis.call('HGET', KEYS[1], ARGV[1]) "
+    "if (cur or '') ~= ARGV[2] then return 0 end "
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) "
+    "return 1";
+
+
+void
+ngx_astralform_token_get(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn, ngx_astralform_token_pt handler)
+{
+    ngx_str_t                   argv[3];
+    ngx_astralform_token_op_t  *op;
+
+    op = ngx_pcalloc(ctx->request->pool, sizeof(ngx_astralform_token_op_t));
+    if (op == NULL) {
+        handler(ctx, NGX_ERROR, NULL);
+        return;
+    }
+
+    op->ctx = ctx;
+    op->conn = conn;
+    op->handler = handler;
+
+    ngx_str_set(&argv[0], "HGET");
+    argv[2] = ctx->user;
+
+    if (ngx_astralform_key(ctx, &argv[1], "tokens", &conn->id) != NGX_OK
+        || ngx_astralform_redis_send(ctx->request->pool,
+                                     ctx->request->connection->log,
+                                     ngx_astralform_token_got, op, 3, argv)
+           == NULL)
+    {
+        handler(ctx, NGX_ERROR, NULL);
+    }
+}
+
+
+static void
+ngx_astralform_token_got(redisReply *reply, void *data)
+{
+    ngx_astralform_token_op_t *op = data;
+
+    ngx_str_t                blob, none;
+    ngx_uint_t               stale;
+    ngx_astralform_ctx_t    *ctx;
+    ngx_astralform_token_t  *tok;
+
+    ctx = op->ctx;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        op->handler(ctx, NGX_ERROR, NULL);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STRING) {
+        op->handler(ctx, NGX_DECLINED, NULL);
+        return;
+    }
+
+    tok = ngx_pcalloc(ctx->request->pool, sizeof(ngx_astralform_token_t));
+    blob.data = ngx_pnalloc(ctx->request->pool, reply->len);
+    if (tok == NULL || blob.data == NULL) {
+        op->handler(ctx, NGX_ERROR, NULL);
+        return;
+    }
+
+    blob.len = reply->len;
+    ngx_memcpy(blob.data, reply->str, reply->len);
+
+    if (ngx_astralform_token_open(ctx, op->conn, &ctx->user, &blob, tok,
+                                  &stale)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                      "astralform: the stored credential of user \"%V\" for "
+                      "connector \"%V\" does not open; treated as missing",
+                      &ctx->user, &op->conn->id);
+        op->handler(ctx, NGX_DECLINED, NULL);
+        return;
+    }
+
+    if (stale) {
+        /* sealed with an older key: re-seal with the current one */
+        ngx_str_null(&none);
+        if (ngx_astralform_token_seal(ctx, op->conn, &ctx->user, tok, &none)
+            == NGX_OK)
+        {
+            (void) ngx_astralform_token_cas(ctx, op->conn, &blob, &none,
+                                            ngx_astralform_token_resealed,
+                                            NULL);
+        }
+    }
+
+    op->handler(ctx, NGX_OK, tok);
+}
+
+
+static void
+ngx_astralform_token_resealed(redisReply *reply, void *data)
+{
+    /* best effort: the next read re-seals again if this one lost */
+}
+
+
+void
+ngx_astralform_token_put(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn, ngx_astralform_token_t *tok,
+    ngx_str_t *expect, ngx_astralform_token_pt handler)
+{
+    ngx_str_t                   blob, argv[4];
+    ngx_astralform_token_op_t  *op;
+
+    op = ngx_pcalloc(ctx->request->pool, sizeof(ngx_astralform_token_op_t));
+    if (op == NULL
+        || ngx_astralform_token_seal(ctx, conn, &ctx->user, tok, &blob)
+           != NGX_OK)
+    {
+        handler(ctx, NGX_ERROR, NULL);
+        return;
+    }
+
+    op->ctx = ctx;
+    op->conn = conn;
+    op->handler = handler;
+    op->tok = tok;
+    tok->blob = blob;
+
+    if (expect != NULL) {
+        op->cas = 1;
+
+        if (ngx_astralform_token_cas(ctx, conn, expect, &blob,
+                                     ngx_astralform_token_stored, op)
+            != NGX_OK)
+        {
+            handler(ctx, NGX_ERROR, NULL);
+        }
+        return;
+    }
+
+    ngx_str_set(&argv[0], "HSET");
+    argv[2] = ctx->user;
+    argv[3] = blob;
+
+    if (ngx_astralform_key(ctx, &argv[1], "tokens", &conn->id) != NGX_OK
+        || ngx_astralform_redis_send(ctx->request->pool,
+                                     ctx->request->connection->log,
+                                     ngx_astralform_token_stored, op, 4, argv)
+           == NULL)
+    {
+        handler(ctx, NGX_ERROR, NULL);
+    }
+}
+
+
+static void
+ngx_astralform_token_stored(redisReply *reply, void *data)
+{
+    ngx_astralform_token_op_t *op = data;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        op->handler(op->ctx, NGX_ERROR, NULL);
+        return;
+    }
+
+    /* the CAS script answers 0 when another writer came first */
+    op->handler(op->ctx, op->cas && reply->integer == 0 ? NGX_DECLINED
+                                                         : NGX_OK, op->tok);
+}
+
+
+static ngx_int_t
+ngx_astralform_token_cas(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn, ngx_str_t *expect, ngx_str_t *blob,
+    ngx_astralform_redis_pt handler, void *data)
+{
+    ngx_str_t  argv[7];
+
+    ngx_str_set(&argv[0], "EVAL");
+    argv[1].data = (u_char *) ngx_astralform_cas_lua;
+    argv[1].len = sizeof(ngx_astralform_cas_lua) - 1;
+    ngx_str_set(&argv[2], "1");
+    argv[4] = ctx->user;
+    argv[5] = *expect;
+    argv[6] = *blob;
+
+    if (ngx_astralform_key(ctx, &argv[3], "tokens", &conn->id) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_astralform_redis_send(ctx->request->pool,
+                                  ctx->request->connection->log, handler,
+                                  data, 7, argv)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_astralform_token_seal(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn, ngx_str_t *user,
+    ngx_astralform_token_t *tok, ngx_str_t *blob)
+{
+    char       *text;
+    json_t     *json;
+    ngx_str_t   aad, plain;
+    ngx_int_t   rc;
+
+    if (tok->is_api_key) {
+        json = json_pack("{s:s, s:s%}", "type", "api_key",
+                         "api_key", tok->api_key.data, tok->api_key.len);
+
+    } else {
+        json = json_pack("{s:s, s:s%, s:I, s:I}", "type", "oauth",
+                         "access_token", tok->access_token.data,
+                         tok->access_token.len,
+                         "expires_at", (json_int_t) tok->expires_at,
+                         "obtained_at", (json_int_t) tok->obtained_at);
+
+        if (json != NULL && tok->refresh_token.len) {
+            json_object_set_new(json, "refresh_token",
+                ngx_astralform_json_string(&tok->refresh_token));
+        }
+
+        if (json != NULL && tok->scope.len) {
+            json_object_set_new(json, "scope",
+                                ngx_astralform_json_string(&tok->scope));
+        }
+
+        if (json != NULL && tok->token_type.len) {
+            json_object_set_new(json, "token_type",
+                                ngx_astralform_json_string(&tok->token_type));
+        }
+
+        if (json != NULL && tok->account_id.len) {
+            json_object_set_new(json, "account_id",
+                                ngx_astralform_json_string(&tok->account_id));
+        }
+    }
+
+    text = json ? json_dumps(json, JSON_COMPACT) : NULL;
+    json_decref(json);
+
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    plain.data = (u_char *) text;
+    plain.len = ngx_strlen(text);
+
+    rc = ngx_astralform_aad(ctx->request->pool, &aad, &ctx->project->id,
+                            &conn->id, "token", user);
+    if (rc == NGX_OK) {
+        rc = ngx_astralform_seal(ctx->request->pool, &ctx->amcf->keys, &aad,
+                                 &plain, blob);
+    }
+
+    ngx_explicit_memzero(text, plain.len);
+    ngx_free(text);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_astralform_token_open(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn, ngx_str_t *user, ngx_str_t *blob,
+    ngx_astralform_token_t *tok, ngx_uint_t *stale)
+{
+    json_t      *json;
+    ngx_str_t    aad, plain;
+    ngx_pool_t  *pool;
+    const char  *type;
+
+    pool = ctx->request->pool;
+
+    if (ngx_astralform_aad(pool, &aad, &ctx->project->id, &conn->id, "token",
+                           user) != NGX_OK
+        || ngx_astralform_open(pool, &ctx->amcf->keys, &aad, blob, &plain,
+                               stale) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    json = json_loadb((char *) plain.data, plain.len, 0, NULL);
+    if (!json_is_object(json)) {
+        json_decref(json);
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(tok, sizeof(ngx_astralform_token_t));
+    tok->blob = *blob;
+
+    type = ngx_astralform_json_value(json, "type");
+    tok->is_api_key = (type != NULL && ngx_strcmp(type, "api_key") == 0);
+
+    tok->expires_at = (time_t) json_integer_value(json_object_get(json,
+                                                          "expires_at"));
+    tok->obtained_at = (time_t) json_integer_value(json_object_get(json,
+                                                          "obtained_at"));
+
+    if (ngx_astralform_token_str(pool, &tok->access_token, json,
+                                 "access_token") != NGX_OK
+        || ngx_astralform_token_str(pool, &tok->refresh_token, json,
+                                    "refresh_token") != NGX_OK
+        || ngx_astralform_token_str(pool, &tok->api_key, json, "api_key")
+           != NGX_OK
+        || ngx_astralform_token_str(pool, &tok->scope, json, "scope")
+           != NGX_OK
+        || ngx_astralform_token_str(pool, &tok->token_type, json,
+                                    "token_type") != NGX_OK
+        || ngx_astralform_token_str(pool, &tok->account_id, json,
+                                    "account_id") != NGX_OK)
+    {
+        json_decref(json);
+        return NGX_ERROR;
+    }
+
+    json_decref(json);
+
+    if (tok->is_api_key ? tok->api_key.len == 0
+                        : tok->access_token.len == 0)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_astralform_connector_secret(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn, const char *what, ngx_str_t *out)
+{
+    ngx_str_t  *plain, *sealed, aad;
+
+    if (ngx_strcmp(what, "api_key") == 0) {
+        plain = &conn->api_key;
+        sealed = &conn->sealed_api_key;
+    } else {
+        plain = &conn->client_secret;
+        sealed = &conn->sealed_secret;
+    }
+
+    if (plain->len) {
+        *out = *plain;
+        return NGX_OK;
+    }
+
+    if (sealed->len == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_astralform_aad(ctx->request->pool, &aad, &ctx->project->id,
+                           &conn->id, what, NULL) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_astralform_open(ctx->request->pool, &ctx->amcf->keys, &aad,
+                            sealed, out, NULL) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "astralform: the %s of connector \"%V\" does not open "
+                      "with the configured keys", what, &conn->id);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_astralform_token_expiring(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_token_t *tok)
+{
+    if (tok->is_api_key || tok->expires_at == 0) {
+        return 0;
+    }
+
+    return tok->expires_at <= ngx_time()
+                              + (time_t) (ctx->amcf->refresh_skew / 1000);
+}
+
+
+static ngx_int_t
+ngx_astralform_token_str(ngx_pool_t *pool, ngx_str_t *dst, json_t *json,
+    const char *key)
+{
+    return ngx_astralform_strdup(pool, dst,
+                                 ngx_astralform_json_value(json, key));
+}
