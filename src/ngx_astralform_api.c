@@ -672,7 +672,8 @@ ngx_astralform_send_json(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    text = json_dumps(json, JSON_COMPACT);
+    /* 15 digits: 48.8534 stays 48.8534, not 48.853400000000001 */
+    text = json_dumps(json, JSON_COMPACT|JSON_REAL_PRECISION(15));
     json_decref(json);
 
     if (text == NULL) {

@@ -12,9 +12,14 @@
  * events: curl reads one buffer per call and would stall on an
  * edge-triggered event with more data pending. The fd stays curl's: on
  * CURL_POLL_REMOVE the wrapper goes back to nginx but the fd is not closed,
- * as the connection may wait in curl's cache. curl announces the REMOVE
- * before it closes a socket, so a fd number curl reuses later starts with
- * no wrapper and gets a new one.
+ * as the connection may wait in curl's cache.
+ *
+ * curl before 8.5 (Debian 12 has 7.88) closes a socket it gave up
+ * connecting to (connect timeout, the losing happy eyeballs attempt)
+ * without announcing the REMOVE first; the REMOVE follows later. So every
+ * wrapper remembers which socket it watches (its inode): epoll is not told
+ * about a socket that is gone, and a new socket is not handed to curl under
+ * a number that curl and nginx still hold for the old one.
  *
  * No caller code runs inside libcurl: finished transfers are collected
  * after curl_multi_socket_action() returns and are taken out of the multi
@@ -33,6 +38,7 @@
 #define NGX_ASTRALFORM_HTTP_CHUNK        4096
 #define NGX_ASTRALFORM_HTTP_MAX_HEADERS  (64 * 1024)
 #define NGX_ASTRALFORM_HTTP_MAXCONNECTS  64
+#define NGX_ASTRALFORM_HTTP_HELD         4
 
 
 /* an easy handle cancelled while libcurl was on the stack */
@@ -41,6 +47,13 @@ typedef struct {
     struct curl_slist            *slist;
     ngx_queue_t                   queue;
 } ngx_astralform_http_orphan_t;
+
+
+/* by fd number: the wrapper of the socket curl asked nginx to watch */
+typedef struct {
+    ngx_connection_t             *connection;
+    ngx_file_uniq_t               ino;
+} ngx_astralform_http_sock_t;
 
 
 typedef struct {
@@ -53,6 +66,8 @@ typedef struct {
     ngx_queue_t                   running;
     ngx_queue_t                   failed;      /* no nginx connection */
     ngx_queue_t                   orphans;
+    ngx_astralform_http_sock_t   *socks;
+    ngx_uint_t                    nsocks;
     ngx_uint_t                    nrunning;
     ngx_uint_t                    in_curl;
 } ngx_astralform_http_worker_t;
@@ -66,10 +81,15 @@ static ngx_int_t ngx_astralform_http_set_headers(
     ngx_astralform_http_req_t *hr, CURL *easy);
 static ngx_int_t ngx_astralform_http_valid(u_char *p, size_t len);
 static void ngx_astralform_http_set_host(ngx_astralform_http_req_t *hr);
+static curl_socket_t ngx_astralform_http_open_socket(void *clientp,
+    curlsocktype purpose, struct curl_sockaddr *addr);
 static int ngx_astralform_http_socket(CURL *easy, curl_socket_t s, int what,
     void *userp, void *socketp);
+static ngx_connection_t *ngx_astralform_http_wrap(curl_socket_t s);
+static ngx_int_t ngx_astralform_http_owned(ngx_connection_t *c);
 static ngx_int_t ngx_astralform_http_watch(ngx_event_t *ev, ngx_int_t event,
     ngx_uint_t on);
+static void ngx_astralform_http_forget(ngx_connection_t *c);
 static void ngx_astralform_http_unwrap(ngx_connection_t *c);
 static void ngx_astralform_http_no_connection(CURL *easy);
 static int ngx_astralform_http_timer(CURLM *multi, long timeout_ms,
@@ -293,6 +313,9 @@ ngx_astralform_http_setup(ngx_astralform_http_req_t *hr, CURL *easy)
      */
 
     if (curl_easy_setopt(easy, CURLOPT_URL, url) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION,
+                            ngx_astralform_http_open_socket)
+           != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_DEFAULT_PROTOCOL, "https")
            != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https")
@@ -796,7 +819,55 @@ ngx_astralform_http_exit_process(ngx_cycle_t *cycle)
         ngx_delete_posted_event(&w->timer);
     }
 
+    if (w->socks != NULL) {
+        ngx_free(w->socks);
+        w->socks = NULL;
+        w->nsocks = 0;
+    }
+
     curl_global_cleanup();
+}
+
+
+static curl_socket_t
+ngx_astralform_http_open_socket(void *clientp, curlsocktype purpose,
+    struct curl_sockaddr *addr)
+{
+    ngx_uint_t                     n;
+    curl_socket_t                  s, held[NGX_ASTRALFORM_HTTP_HELD];
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    s = socket(addr->family, addr->socktype, addr->protocol);
+
+    /*
+     * A wrapper still at this number belongs to a socket curl closed
+     * without a REMOVE. curl would take the new socket for the old one and
+     * never announce it: it gets another number, the stale entries go with
+     * the REMOVE that is still to come.
+     */
+
+    for (n = 0;
+         s != CURL_SOCKET_BAD && n < NGX_ASTRALFORM_HTTP_HELD
+         && (ngx_uint_t) s < w->nsocks && w->socks[s].connection != NULL;
+         n++)
+    {
+        held[n] = s;
+        s = fcntl(s, F_DUPFD, 0);
+    }
+
+    if (n) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, w->log, 0,
+                       "astralform http: fd:%d is still held, using fd:%d",
+                       held[0], s);
+    }
+
+    while (n) {
+        (void) close(held[--n]);
+    }
+
+    return s;
 }
 
 
@@ -824,22 +895,19 @@ ngx_astralform_http_socket(CURL *easy, curl_socket_t s, int what,
      */
 
     if (c == NULL) {
-        c = ngx_get_connection(s, w->log);
+        c = ngx_astralform_http_wrap(s);
         if (c == NULL) {
             ngx_astralform_http_no_connection(easy);
             return 0;
         }
 
-        c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
-        c->read->handler = ngx_astralform_http_read_handler;
-        c->write->handler = ngx_astralform_http_write_handler;
-        c->read->log = c->log;
-        c->write->log = c->log;
-
         (void) curl_multi_assign(w->multi, s, c);
 
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, w->log, 0,
-                       "astralform http: watching fd:%d", s);
+    } else if (ngx_astralform_http_owned(c) != NGX_OK) {
+
+        /* the number names another socket now, the old one took its events */
+
+        ngx_astralform_http_forget(c);
     }
 
     if (ngx_astralform_http_watch(c->read, NGX_READ_EVENT,
@@ -855,6 +923,98 @@ ngx_astralform_http_socket(CURL *easy, curl_socket_t s, int what,
     }
 
     return 0;
+}
+
+
+static ngx_connection_t *
+ngx_astralform_http_wrap(curl_socket_t s)
+{
+    size_t                         n;
+    ngx_connection_t              *c;
+    ngx_file_info_t                fi;
+    ngx_astralform_http_sock_t    *socks;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    if (ngx_fd_info(s, &fi) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, w->log, ngx_errno,
+                      "astralform: fstat(%d) failed", s);
+        return NULL;
+    }
+
+    if ((ngx_uint_t) s >= w->nsocks) {
+        n = ngx_max((size_t) s + 1, 2 * w->nsocks);
+        n = ngx_max(n, 64);
+
+        socks = ngx_alloc(n * sizeof(ngx_astralform_http_sock_t), w->log);
+        if (socks == NULL) {
+            return NULL;
+        }
+
+        if (w->socks != NULL) {
+            ngx_memcpy(socks, w->socks,
+                       w->nsocks * sizeof(ngx_astralform_http_sock_t));
+            ngx_free(w->socks);
+        }
+
+        ngx_memzero(&socks[w->nsocks],
+                    (n - w->nsocks) * sizeof(ngx_astralform_http_sock_t));
+
+        w->socks = socks;
+        w->nsocks = n;
+    }
+
+    /* a wrapper left at this number watched a socket that is gone */
+
+    if (w->socks[s].connection != NULL) {
+        ngx_astralform_http_unwrap(w->socks[s].connection);
+    }
+
+    c = ngx_get_connection(s, w->log);
+    if (c == NULL) {
+        return NULL;
+    }
+
+    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+    c->read->handler = ngx_astralform_http_read_handler;
+    c->write->handler = ngx_astralform_http_write_handler;
+    c->read->log = c->log;
+    c->write->log = c->log;
+
+    w->socks[s].connection = c;
+    w->socks[s].ino = ngx_file_uniq(&fi);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, w->log, 0,
+                   "astralform http: watching fd:%d", s);
+
+    return c;
+}
+
+
+static ngx_int_t
+ngx_astralform_http_owned(ngx_connection_t *c)
+{
+    ngx_file_info_t                fi;
+    ngx_astralform_http_sock_t    *sock;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    if (c->fd == (ngx_socket_t) -1 || (ngx_uint_t) c->fd >= w->nsocks) {
+        return NGX_DECLINED;
+    }
+
+    sock = &w->socks[c->fd];
+
+    if (sock->connection != c
+        || ngx_fd_info(c->fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_uniq(&fi) != sock->ino)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -876,17 +1036,57 @@ ngx_astralform_http_watch(ngx_event_t *ev, ngx_int_t event, ngx_uint_t on)
 
 
 static void
-ngx_astralform_http_unwrap(ngx_connection_t *c)
+ngx_astralform_http_forget(ngx_connection_t *c)
 {
+    ngx_file_info_t                fi;
+    ngx_astralform_http_worker_t  *w;
+
+    /*
+     * The socket was closed behind our back: the kernel dropped its epoll
+     * registration, only nginx's bookkeeping is left to clear.
+     */
+
+    w = &ngx_astralform_http_worker;
+
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                   "astralform http: releasing fd:%d", c->fd);
+                   "astralform http: fd:%d was closed by libcurl", c->fd);
 
     if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
     }
 
     if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if ((ngx_uint_t) c->fd < w->nsocks
+        && w->socks[c->fd].connection == c
+        && ngx_fd_info(c->fd, &fi) != NGX_FILE_ERROR)
+    {
+        w->socks[c->fd].ino = ngx_file_uniq(&fi);
+    }
+}
+
+
+static void
+ngx_astralform_http_unwrap(ngx_connection_t *c)
+{
+    ngx_uint_t                     flags;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "astralform http: releasing fd:%d", c->fd);
+
+    flags = ngx_astralform_http_owned(c) == NGX_OK ? 0 : NGX_CLOSE_EVENT;
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, flags);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, flags);
     }
 
     if (c->read->posted) {
@@ -895,6 +1095,10 @@ ngx_astralform_http_unwrap(ngx_connection_t *c)
 
     if (c->write->posted) {
         ngx_delete_posted_event(c->write);
+    }
+
+    if ((ngx_uint_t) c->fd < w->nsocks && w->socks[c->fd].connection == c) {
+        w->socks[c->fd].connection = NULL;
     }
 
     ngx_free_connection(c);
