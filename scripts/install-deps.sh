@@ -6,7 +6,7 @@ pkgs=(nginx nginx-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev
       libssl-dev redis-server wrk make gcc perl
       libtest-base-perl libtext-diff-perl libtest-longstring-perl
       liblist-moreutils-perl libhttp-message-perl liburi-perl libwww-perl
-      libjson-pp-perl curl)
+      libjson-pp-perl libcryptx-perl curl)
 # Node.js runs the MCP SDK and oidc-provider test servers; keep one that is there.
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 missing=()

@@ -19,8 +19,6 @@ ngx_int_t ngx_astralform_oauth_callback_handler(ngx_astralform_ctx_t *ctx)
 { return ngx_astralform_wip(ctx); }
 void ngx_astralform_revoke_tokens(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, redisReply *tokens) {}
-void ngx_astralform_mcp_list_tools(ngx_astralform_ctx_t *ctx,
-    ngx_astralform_step_pt done) { done(ctx); }
 /* OAuth issue: replaced by ngx_astralform_oauth.c */
 void ngx_astralform_oauth_connect_url(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, ngx_str_t *return_url,
@@ -28,7 +26,3 @@ void ngx_astralform_oauth_connect_url(ngx_astralform_ctx_t *ctx,
 void ngx_astralform_oauth_refresh(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, ngx_astralform_token_t *tok,
     ngx_astralform_token_pt handler) { handler(ctx, NGX_ERROR, NULL); }
-/* MCP: replaced by ngx_astralform_mcp.c */
-ngx_int_t ngx_astralform_mcp_call_tool(ngx_astralform_ctx_t *ctx,
-    ngx_astralform_connector_t *conn, ngx_str_t *tool, json_t *arguments)
-{ return ngx_astralform_wip(ctx); }

@@ -59,19 +59,18 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# N distinct ports free on 127.0.0.1 and on the wildcard address (nginx's
-# "listen PORT" binds the latter), below the ephemeral range.
+# N distinct ports free on the wildcard address (nginx's "listen PORT" binds
+# it; that also proves them free on 127.0.0.1), below the ephemeral range.
 free_ports() {
     perl -MIO::Socket::INET -e '
         my ($n, %seen, @held) = ($ARGV[0]);
         while ($n > 0) {
             my $p = 20000 + int(rand(12000));
             next if $seen{$p}++;
-            my @s = map { IO::Socket::INET->new(LocalAddr => $_,
-                        LocalPort => $p, Listen => 1, Proto => "tcp") }
-                    qw(127.0.0.1 0.0.0.0);
-            next if grep { !defined } @s;
-            push @held, @s;
+            my $s = IO::Socket::INET->new(LocalAddr => "0.0.0.0",
+                        LocalPort => $p, Listen => 1, Proto => "tcp")
+                or next;
+            push @held, $s;
             print "$p\n";
             $n--;
         }' "$1"
@@ -197,7 +196,8 @@ if [ -z "${TEST_NGINX_LOAD_MODULES:-}" ]; then
     log "ngx_astralform_module.so not built; running without it"
 fi
 
-if [ -z "${TEST_NGINX_COMPAT:-}" ] && perl -MTest::Nginx::Socket -e1 2>/dev/null
+if [ -z "${TEST_NGINX_COMPAT:-}" ] \
+    && perl -MTest::Nginx::Socket -e1 2>/dev/null
 then
     log "using the installed Test::Nginx::Socket"
 else

@@ -318,7 +318,7 @@ async function makeProvider(issuer) {
           redirect_uri: body.redirect_uri,
           scope: body.scope,
           error: ctx.status >= 400 ? resp?.error : undefined,
-          response_members: resp && ctx.status < 400 ? Object.keys(resp).sort() : undefined,
+          response_members: resp && ctx.status < 400 ? Object.keys(resp).filter((k) => resp[k] !== undefined).sort() : undefined,
         };
         break;
       }

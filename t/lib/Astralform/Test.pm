@@ -8,17 +8,19 @@ package Astralform::Test;
 #   use lib 't/lib';
 #   use Astralform::Test;
 #
-#   start_nginx(http_config => '...', config => 'location /v1/ { astralform_api; }')
+#   start_nginx(http_config => '...',
+#               config => 'location /v1/ { astralform_api; }')
 #       or BAIL_OUT("nginx: $Astralform::Test::StartError");
 #       # same sections as the data blocks: main_config, http_config, config;
 #       # start_nginx($string) means config => $string.  $TEST_NGINX_FOO is
 #       # expanded, TEST_NGINX_LOAD_MODULES are loaded, the server runs from
-#       # t/servroot (daemon, master on, error_log debug) and listens on
+#       # $TEST_NGINX_SERVROOT or t/servroot (daemon, master on, error_log debug) and listens on
 #       # $TEST_NGINX_SERVER_PORT.  Any running nginx of that servroot is
 #       # stopped first; the error log is truncated.
 #
 #   my ($status, $headers, $body) = http_req('POST', '/v1/x',
-#           ['Authorization' => 'Bearer k', 'Content-Type' => 'application/json'],
+#           ['Authorization' => 'Bearer k',
+#            'Content-Type' => 'application/json'],
 #           '{"a":1}', { timeout => 5 });
 #       # headers in: arrayref of pairs or hashref; Host and Connection: close
 #       # are added unless given, Content-Length whenever a body is given.

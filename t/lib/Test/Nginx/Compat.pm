@@ -125,6 +125,12 @@ sub is_str {
     return Test::LongString::is_string($got, $expected, $desc);
 }
 
+# A section value in scalar context (absent sections give undef, not ())
+sub _sec {
+    my ($block, $section) = @_;
+    return scalar $block->$section;
+}
+
 sub run_tests {
     $ENV{TEST_NGINX_SERVER_PORT} //= $ServerPort;
 
@@ -150,12 +156,12 @@ END { _cleanup() }
 
 sub _conf {
     my ($block) = @_;
-    my $level = $block->log_level;
+    my $level = _sec($block, 'log_level');
     $level =~ s/\s+//g if defined $level;
-    return nginx_conf(main_config => $block->main_config,
-                      http_config => $block->http_config,
-                      config => $block->config,
-                      post_main_config => $block->post_main_config,
+    return nginx_conf(main_config => _sec($block, 'main_config'),
+                      http_config => _sec($block, 'http_config'),
+                      config => _sec($block, 'config'),
+                      post_main_config => _sec($block, 'post_main_config'),
                       workers => $Workers,
                       master => $Master,
                       log_level => $level || $LogLevel,
@@ -176,7 +182,7 @@ sub run_test {
         return;
     }
 
-    if (defined $block->must_die) {
+    if (defined _sec($block, 'must_die')) {
         _run_must_die($block, $conf);
         return;
     }
@@ -203,8 +209,8 @@ sub run_test {
     }
     $ErrLogPos = 0;
 
-    if (defined $block->init) {
-        eval 'package Test::Nginx::Util; ' . $block->init;
+    if (defined _sec($block, 'init')) {
+        eval 'package Test::Nginx::Util; ' . _sec($block, 'init');
         bail_out("$name - init failed: $@") if $@;
     }
 
@@ -225,7 +231,7 @@ sub _tail {
 
 sub _write_user_files {
     my ($block) = @_;
-    my $files = $block->user_files;
+    my $files = _sec($block, 'user_files');
     return unless defined $files;
     my @files;
     if (ref $files eq 'ARRAY') {
@@ -257,7 +263,7 @@ sub _write_user_files {
 sub _run_must_die {
     my ($block, $conf) = @_;
     my $name = $block->name;
-    my $must_die = $block->must_die;
+    my $must_die = _sec($block, 'must_die');
     chomp $must_die;
 
     for my $r (0 .. $RepeatEach - 1) {
@@ -296,7 +302,7 @@ sub _run_must_die {
 sub _build_requests {
     my ($block) = @_;
     my $name = $block->name;
-    my $req = $block->request;
+    my $req = _sec($block, 'request');
     return () unless defined $req;
 
     my @reqs;
@@ -312,7 +318,7 @@ sub _build_requests {
         @reqs = ($req);
     }
 
-    my $more = $block->more_headers // '';
+    my $more = _sec($block, 'more_headers') // '';
     my @out;
     for my $i (0 .. $#reqs) {
         my $hdr = ref $more eq 'ARRAY' ? $more->[$i] : $more;
@@ -358,20 +364,22 @@ sub _build_request {
     return "$meth $url $ver\r\n$head\r\n$body";
 }
 
+# The expectation of section $section for request $i.
 sub _indexed {
-    my ($name, $value, $i, $need_array) = @_;
+    my ($block, $section, $i, $need_array) = @_;
+    my $value = _sec($block, $section);
     if (ref $value && ref $value eq 'ARRAY') {
         return $value->[$i];
     }
-    bail_out("$name - You asked for many requests, the expected results "
-             . "should be arrays as well.") if $need_array;
+    bail_out($block->name . " - You asked for many requests, the expected "
+             . "results should be arrays as well.") if $need_array;
     return $value;
 }
 
 sub _run_requests {
     my ($block, $reqs, $r) = @_;
     my $name = $block->name;
-    my $timeout = _parse_time($block->timeout) // $Timeout;
+    my $timeout = _parse_time(_sec($block, 'timeout')) // $Timeout;
     my $need_array = @$reqs > 1;
 
     for my $i (0 .. $#$reqs) {
@@ -382,7 +390,7 @@ sub _run_requests {
         if (defined $err) {
             if ($err eq 'timeout') {
                 Test::More::fail("ERROR: client socket timed out - $name\n")
-                    unless defined $block->abort;
+                    unless defined _sec($block, 'abort');
             } else {
                 Test::More::fail("ERROR: $err - $name\n");
             }
@@ -394,19 +402,19 @@ sub _run_requests {
                  . "in response\n";
         }
 
-        unless (defined $block->ignore_response) {
+        unless (defined _sec($block, 'ignore_response')) {
             _check_status($block, $res, $i, $need_array);
             _check_headers($block, $res, $i, $need_array);
             _check_body($block, $res, $r, $i, $need_array);
         }
 
         if ($i < $#$reqs) {
-            Time::HiRes::sleep($block->wait) if $block->wait;
+            Time::HiRes::sleep(_sec($block, 'wait')) if _sec($block, 'wait');
             _check_error_log($block, undef, $r);
         }
     }
 
-    Time::HiRes::sleep($block->wait) if $block->wait;
+    Time::HiRes::sleep(_sec($block, 'wait')) if _sec($block, 'wait');
     _check_error_log($block, undef, $r);
 }
 
@@ -426,12 +434,12 @@ sub _check_status {
     my $name = $block->name;
     my $code = $res->{code} // '';
 
-    if (defined $block->error_code_like) {
-        my $v = _indexed($name, $block->error_code_like, $i, $need_array);
+    if (defined _sec($block, 'error_code_like')) {
+        my $v = _indexed($block, 'error_code_like', $i, $need_array);
         Test::More::like($code, qr/$v/sm, "$name - status code ok");
 
-    } elsif (defined $block->error_code) {
-        my $v = _indexed($name, $block->error_code, $i, $need_array);
+    } elsif (defined _sec($block, 'error_code')) {
+        my $v = _indexed($block, 'error_code', $i, $need_array);
         Test::More::is($code, $v, "$name - status code ok")
             or ($v // '') =~ /\n/
                && Test::More::diag("use '--- error_code: N' (a section on "
@@ -464,20 +472,20 @@ sub _check_headers {
     my $name = $block->name;
     my $raw = $res->{raw_headers};
 
-    if (defined $block->raw_response_headers_like) {
-        my $v = _indexed($name, $block->raw_response_headers_like, $i,
+    if (defined _sec($block, 'raw_response_headers_like')) {
+        my $v = _indexed($block, 'raw_response_headers_like', $i,
                          $need_array);
         Test::More::like($raw, qr/$v/s, "$name - raw resp headers like");
     }
 
-    if (defined $block->raw_response_headers_unlike) {
-        my $v = _indexed($name, $block->raw_response_headers_unlike, $i,
+    if (defined _sec($block, 'raw_response_headers_unlike')) {
+        my $v = _indexed($block, 'raw_response_headers_unlike', $i,
                          $need_array);
         Test::More::unlike($raw, qr/$v/s, "$name - raw resp headers unlike");
     }
 
-    if (defined $block->response_headers) {
-        my $spec = _indexed($name, $block->response_headers, $i, $need_array);
+    if (defined _sec($block, 'response_headers')) {
+        my $spec = _indexed($block, 'response_headers', $i, $need_array);
         for my $h (_parse_header_spec($spec)) {
             my ($k, $v) = @$h;
             if (!defined $v) {
@@ -490,9 +498,8 @@ sub _check_headers {
             Test::More::is($got, $v, "$name - header $k ok");
         }
 
-    } elsif (defined $block->response_headers_like) {
-        my $spec = _indexed($name, $block->response_headers_like, $i,
-                            $need_array);
+    } elsif (defined _sec($block, 'response_headers_like')) {
+        my $spec = _indexed($block, 'response_headers_like', $i, $need_array);
         for my $h (_parse_header_spec($spec)) {
             my ($k, $v) = @$h;
             my $got = $res->{headers}->header($k) // '';
@@ -516,9 +523,8 @@ sub _check_body {
     my $name = $block->name;
     my $content = $res->{body};
 
-    if (defined $block->response_body) {
-        my $expected = _indexed($name, $block->response_body, $i,
-                                $need_array);
+    if (defined _sec($block, 'response_body')) {
+        my $expected = _indexed($block, 'response_body', $i, $need_array);
         if (defined $expected && !ref $expected) {
             $expected =~ s/\$ServerPort\b/$ServerPort/g;
             $expected = eval { expand_env($expected) };
@@ -533,14 +539,12 @@ sub _check_body {
                    "${desc}response is expected (repeated req $r, req $i)");
         }
 
-    } elsif (defined $block->response_body_like
-             || defined $block->response_body_unlike)
+    } elsif (defined _sec($block, 'response_body_like')
+             || defined _sec($block, 'response_body_unlike'))
     {
-        my $like = defined $block->response_body_like;
+        my $like = defined _sec($block, 'response_body_like');
         my $type = $like ? 'like' : 'unlike';
-        my $pat = _indexed($name, $like ? $block->response_body_like
-                                        : $block->response_body_unlike,
-                           $i, $need_array);
+        my $pat = _indexed($block, "response_body_$type", $i, $need_array);
         $pat =~ s/\$ServerPort\b/$ServerPort/g;
         my $desc = "$name - response_body_$type - response is expected ("
                    . _summary($content) . ')';
@@ -599,10 +603,10 @@ sub _check_error_log {
     my $name = $block->name;
     $lines //= _error_log_lines();
 
-    if (defined $block->grep_error_log) {
-        my $grep = $block->grep_error_log;
+    if (defined _sec($block, 'grep_error_log')) {
+        my $grep = _sec($block, 'grep_error_log');
         chomp $grep unless ref $grep;
-        my $expected = $block->grep_error_log_out;
+        my $expected = _sec($block, 'grep_error_log_out');
         bail_out("$name - No --- grep_error_log_out defined but "
                  . "--- grep_error_log is defined") unless defined $expected;
         $expected = $expected->[$r] if ref $expected eq 'ARRAY';
@@ -621,8 +625,8 @@ sub _check_error_log {
         }
     }
 
-    if (defined $block->error_log) {
-        for my $pat (@{ _patterns($block->error_log) }) {
+    if (defined _sec($block, 'error_log')) {
+        for my $pat (@{ _patterns(_sec($block, 'error_log')) }) {
             next unless defined $pat;
             if (grep { _matches($_, $pat) } @$lines) {
                 Test::More::pass("$name - pattern \"$pat\" matches a line "
@@ -634,8 +638,8 @@ sub _check_error_log {
         }
     }
 
-    if (defined $block->no_error_log) {
-        for my $pat (@{ _patterns($block->no_error_log) }) {
+    if (defined _sec($block, 'no_error_log')) {
+        for my $pat (@{ _patterns(_sec($block, 'no_error_log')) }) {
             next unless defined $pat;
             my $p = _fmt($pat);
             my ($hit) = grep { _matches($_, $pat) } @$lines;
@@ -652,8 +656,8 @@ sub _check_error_log {
 
     # like the real one: report, do not fail
     for my $level (qw(alert crit emerg)) {
-        next if _mentions($block->error_log, "[$level")
-                || _mentions($block->no_error_log, "[$level");
+        next if _mentions(_sec($block, 'error_log'), "[$level")
+                || _mentions(_sec($block, 'no_error_log'), "[$level");
         for my $line (grep { /\[$level\]/ } @$lines) {
             warn "WARNING: $name - " . _fmt($line) . "\n";
         }
