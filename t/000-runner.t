@@ -28,7 +28,7 @@ hi
 === TEST 2: status code, headers and an absent header
 --- config
     location = /t {
-        add_header X-Foo bar;
+        add_header X-Foo bar always;
         return 404 "nope";
     }
 --- request
@@ -91,7 +91,7 @@ qr/abc\d+/
 === TEST 6: error_log and no_error_log
 --- config
     location = /t {
-        return 403;
+        deny all;
     }
 --- request
 GET /t
@@ -141,16 +141,71 @@ GET /t
 
 
 
-=== TEST 10: response_headers_like and a chunked body
+=== TEST 10: user_files, a chunked body, response_headers_like
+--- user_files
+>>> static/a.txt
+a chunk of text
+--- config
+    location /static/ {
+        root html;
+        default_type text/plain;
+        sub_filter 'chunk' 'CHUNK';
+        sub_filter_types text/plain;
+        add_header X-Num 42;
+    }
+--- request
+GET /static/a.txt
+--- raw_response_headers_like chomp
+Transfer-Encoding: chunked\r\n
+--- response_headers_like
+X-Num: \d+
+--- response_body
+a CHUNK of text
+
+
+
+=== TEST 11: init runs before the request
+--- init
+my $f = html_dir() . '/init.txt';
+open my $out, '>', $f or die "$f: $!";
+print $out "written by init\n";
+close $out;
+--- config
+    location = /init.txt {
+        root html;
+    }
+--- request
+GET /init.txt
+--- response_body
+written by init
+--- wait: 0.1
+
+
+
+=== TEST 12: timeout with abort: a throttled body is cut short
+--- config
+    location = /slow {
+        limit_rate_after 200;
+        limit_rate 1;
+        return 200 "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789";
+    }
+--- request
+GET /slow
+--- timeout: 300ms
+--- abort
+--- response_body_like: ^\d{10,200}$
+--- no_error_log
+[error]
+
+
+
+=== TEST 13: SKIP leaves a block out
+--- SKIP
 --- config
     location = /t {
-        chunked_transfer_encoding on;
-        add_header X-Num 42;
-        return 200 "chunk";
+        return 500;
     }
 --- request
 GET /t
---- response_headers_like
-X-Num: \d+
---- response_body chomp
-chunk
+--- response_body
+never checked

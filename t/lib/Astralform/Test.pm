@@ -45,7 +45,6 @@ use Exporter 'import';
 use File::Path ();
 use IO::Select;
 use IO::Socket::INET;
-use POSIX ();
 use Time::HiRes ();
 
 our @EXPORT = qw(start_nginx stop_nginx reload_nginx http_req redis_cmd
@@ -202,18 +201,26 @@ sub _is_nginx {
 
 sub nginx_running { _is_nginx(nginx_pid()) }
 
+# The daemonized master is not our child: once it exits it stays a zombie
+# until init reaps it, which can take a second.
+sub _alive {
+    my ($pid) = @_;
+    return 0 unless kill 0, $pid;
+    my $stat = _slurp("/proc/$pid/stat");
+    return 1 unless defined $stat;
+    return $stat =~ /^\d+ \(.*\) Z/s ? 0 : 1;
+}
+
 sub stop_nginx {
     my $pid = nginx_pid();
     if (_is_nginx($pid)) {
         kill 'TERM', $pid;
         my $deadline = Time::HiRes::time() + 5;
-        while (kill 0, $pid) {
-            # reap it if it is our own child (master_process off, no daemon)
-            waitpid($pid, POSIX::WNOHANG());
+        while (_alive($pid)) {
             last if Time::HiRes::time() > $deadline;
             Time::HiRes::sleep(0.01);
         }
-        if (kill 0, $pid) {
+        if (_alive($pid)) {
             warn "nginx $pid ignored SIGTERM, killing its process group\n";
             kill 'KILL', -$pid;
             kill 'KILL', $pid;

@@ -112,6 +112,15 @@ sub env_to_nginx {
 
 sub add_block_preprocessor (&) { unshift @BlockPreprocessors, shift }
 
+# --- init code runs in package Test::Nginx::Util, where the real module
+# keeps these
+for my $f (qw(html_dir server_root server_port server_name bail_out
+              repeat_each log_level timeout))
+{
+    no strict 'refs';
+    *{"Test::Nginx::Util::$f"} = \&{$f};
+}
+
 sub bail_out {
     stop_nginx() if $Started && !$ENV{TEST_NGINX_NO_CLEAN};
     Test::More::BAIL_OUT(join '', @_);
@@ -287,7 +296,7 @@ sub _run_must_die {
         $ErrLogPos = 0;
         my $lines = _error_log_lines();
         push @$lines, map { "$_\n" } split /\n/, $stderr;
-        _check_error_log($block, $lines, $r);
+        _check_error_log($block, $lines, $r, 1);
 
         if ($status == 0) {
             warn "WARNING: $name - nginx must die but it does not; "
@@ -599,7 +608,7 @@ sub _matches {
 }
 
 sub _check_error_log {
-    my ($block, $lines, $r) = @_;
+    my ($block, $lines, $r, $must_die) = @_;
     my $name = $block->name;
     $lines //= _error_log_lines();
 
@@ -654,8 +663,9 @@ sub _check_error_log {
         }
     }
 
-    # like the real one: report, do not fail
-    for my $level (qw(alert crit emerg)) {
+    # like the real one: report, do not fail (and not for must_die, where
+    # an [emerg] is the point)
+    for my $level ($must_die ? () : qw(alert crit emerg)) {
         next if _mentions(_sec($block, 'error_log'), "[$level")
                 || _mentions(_sec($block, 'no_error_log'), "[$level");
         for my $line (grep { /\[$level\]/ } @$lines) {
