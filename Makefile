@@ -43,3 +43,6 @@ test: deps $(MODULE)
 
 clean:
 	rm -rf $(BUILD) $(MODULE) t/servroot*
+
+# Hardening targets (make asan, make valgrind, make fuzz) live in mk/.
+-include mk/*.mk

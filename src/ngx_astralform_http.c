@@ -1255,6 +1255,9 @@ ngx_astralform_http_collect(void)
         if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv) != CURLE_OK
             || priv == NULL)
         {
+            /* an orphan that could not be queued */
+            (void) curl_multi_remove_handle(w->multi, easy);
+            curl_easy_cleanup(easy);
             continue;
         }
 

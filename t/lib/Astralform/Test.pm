@@ -239,10 +239,35 @@ sub truncate_error_log {
 
 sub error_log_text { _slurp($ErrLog) // '' }
 
+# Is a TCP socket listening on $port?  Read from procfs, because a probe
+# connection would leave a "client closed connection" line in the log;
+# undef when procfs cannot tell.
+sub _listening {
+    my ($port) = @_;
+    my $seen;
+    for my $f ('/proc/net/tcp', '/proc/net/tcp6') {
+        open my $in, '<', $f or next;
+        $seen = 1;
+        while (<$in>) {
+            my (undef, undef, $local, undef, $state) = split /\s+/;
+            next unless defined $state && $state eq '0A';
+            return 1 if $local =~ /:([0-9A-F]{4})$/ && hex($1) == $port;
+        }
+    }
+    return $seen ? 0 : undef;
+}
+
 sub wait_port {
-    my ($port, $timeout) = @_;
+    my ($port, $timeout, $quiet) = @_;
     my $deadline = Time::HiRes::time() + ($timeout || 5);
     while (1) {
+        my $l = $quiet ? _listening($port) : undef;
+        if (defined $l) {
+            return 1 if $l;
+            return 0 if Time::HiRes::time() > $deadline;
+            Time::HiRes::sleep(0.02);
+            next;
+        }
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                       PeerPort => $port, Proto => 'tcp',
                                       Timeout => 1);
@@ -283,7 +308,7 @@ sub start_nginx_raw {
     until (nginx_pid() || Time::HiRes::time() > $deadline) {
         Time::HiRes::sleep(0.01);
     }
-    wait_port($o{port} || server_port(), 5)
+    wait_port($o{port} || server_port(), 5, 1)
         or return (-1, $stderr . "nginx does not accept connections\n");
     return (0, $stderr);
 }
