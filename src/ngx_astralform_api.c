@@ -575,6 +575,13 @@ ngx_astralform_dispatch(ngx_astralform_ctx_t *ctx)
     handler = (ngx_astralform_handler_pt) ctx->data;
     ctx->data = NULL;
 
+    /*
+     * Notice a client that goes away while Redis or a provider is being
+     * waited for: the request is then finalized and its pool cleanups
+     * cancel the work in flight.
+     */
+    ctx->request->read_event_handler = ngx_http_test_reading;
+
     rc = handler(ctx);
 
     /* NGX_DONE: the handler finishes later, from a callback */

@@ -918,6 +918,25 @@ ngx_astralform_mcp_initialize_result(ngx_astralform_mcp_op_t *op,
     ngx_str_t                    *sid, version, *v;
     ngx_astralform_mcp_server_t  *server;
 
+    /* no Mcp-Session-Id: a stateless server */
+
+    sid = ngx_astralform_http_resp_header(op->hr, "Mcp-Session-Id");
+
+    if (sid != NULL) {
+        if (!ngx_astralform_mcp_valid_sid(sid)) {
+            ngx_astralform_mcp_fail(op, NGX_ASTRALFORM_MCP_PROTOCOL,
+                                    "the server sent an invalid "
+                                    "Mcp-Session-Id");
+            return;
+        }
+
+        /* ours until the cache takes it: deleted if anything fails */
+
+        ngx_memcpy(op->sid.data, sid->data, sid->len);
+        op->sid.len = sid->len;
+        op->own_session = 1;
+    }
+
     version.data = (u_char *) ngx_astralform_json_value(result,
                                                         "protocolVersion");
     version.len = version.data ? ngx_strlen(version.data) : 0;
@@ -940,25 +959,6 @@ ngx_astralform_mcp_initialize_result(ngx_astralform_mcp_op_t *op,
     ngx_memcpy(op->protocol.data, v->data, v->len);
     op->protocol.len = v->len;
 
-    /* no Mcp-Session-Id: a stateless server */
-
-    sid = ngx_astralform_http_resp_header(op->hr, "Mcp-Session-Id");
-
-    if (sid != NULL) {
-        if (!ngx_astralform_mcp_valid_sid(sid)) {
-            ngx_astralform_mcp_fail(op, NGX_ASTRALFORM_MCP_PROTOCOL,
-                                    "the server sent an invalid "
-                                    "Mcp-Session-Id");
-            return;
-        }
-
-        ngx_memcpy(op->sid.data, sid->data, sid->len);
-        op->sid.len = sid->len;
-
-    } else {
-        op->sid.len = 0;
-    }
-
     /*
      * The first session set up is kept for the worker; a request that
      * set up another one at the same time uses its own and deletes it
@@ -975,9 +975,6 @@ ngx_astralform_mcp_initialize_result(ngx_astralform_mcp_op_t *op,
         server->protocol.len = op->protocol.len;
         server->ready = 1;
         op->own_session = 0;
-
-    } else {
-        op->own_session = op->sid.len ? 1 : 0;
     }
 
     op->state = NGX_ASTRALFORM_MCP_INITIALIZED;

@@ -89,24 +89,26 @@ typedef struct {
 } ngx_astralform_flow_t;
 
 
-typedef struct {
+typedef struct ngx_astralform_refresh_s  ngx_astralform_refresh_t;
+
+typedef void (*ngx_astralform_reread_pt)(ngx_astralform_refresh_t *rf,
+    ngx_int_t rc, ngx_astralform_token_t *tok);
+
+
+struct ngx_astralform_refresh_s {
     ngx_astralform_ctx_t         *ctx;
     ngx_astralform_connector_t   *conn;
     ngx_astralform_token_pt       handler;
     ngx_astralform_token_t       *tok;          /* the latest read */
-    ngx_astralform_token_t       *fresh;
     ngx_str_t                     lock;
     ngx_str_t                     owner;
     ngx_msec_t                    deadline;
     ngx_event_t                   timer;
     ngx_connection_t              dummy;        /* ev->data of the timer */
     ngx_astralform_exchange_t     ex;
-    void                        (*reread)(ngx_astralform_ctx_t *ctx,
-                                     ngx_int_t rc,
-                                     ngx_astralform_token_t *tok);
+    ngx_astralform_reread_pt      reread;
     unsigned                      locked:1;
-    unsigned                      finished:1;
-} ngx_astralform_refresh_t;
+};
 
 
 typedef struct {
@@ -168,16 +170,16 @@ static ngx_uint_t ngx_astralform_grant_dead(ngx_astralform_def_t *def,
 static void ngx_astralform_refresh_lock(ngx_astralform_refresh_t *rf);
 static void ngx_astralform_refresh_locked(redisReply *reply, void *data);
 static void ngx_astralform_refresh_wake(ngx_event_t *ev);
-static void ngx_astralform_refresh_read(ngx_astralform_refresh_t *rf);
+static void ngx_astralform_refresh_read(ngx_astralform_refresh_t *rf,
+    ngx_astralform_reread_pt next);
 static void ngx_astralform_refresh_got(redisReply *reply, void *data);
-static void ngx_astralform_refresh_polled(ngx_astralform_ctx_t *ctx,
+static void ngx_astralform_refresh_polled(ngx_astralform_refresh_t *rf,
     ngx_int_t rc, ngx_astralform_token_t *tok);
-static void ngx_astralform_refresh_held(ngx_astralform_ctx_t *ctx,
+static void ngx_astralform_refresh_held(ngx_astralform_refresh_t *rf,
     ngx_int_t rc, ngx_astralform_token_t *tok);
 static void ngx_astralform_refresh_exchanged(ngx_astralform_exchange_t *ex);
-static void ngx_astralform_refresh_stored(ngx_astralform_ctx_t *ctx,
-    ngx_int_t rc, ngx_astralform_token_t *tok);
-static void ngx_astralform_refresh_settled(ngx_astralform_ctx_t *ctx,
+static void ngx_astralform_refresh_stored(redisReply *reply, void *data);
+static void ngx_astralform_refresh_settled(ngx_astralform_refresh_t *rf,
     ngx_int_t rc, ngx_astralform_token_t *tok);
 static void ngx_astralform_refresh_dead(ngx_astralform_refresh_t *rf);
 static void ngx_astralform_refresh_deleted(redisReply *reply, void *data);
@@ -185,8 +187,6 @@ static void ngx_astralform_refresh_finish(ngx_astralform_refresh_t *rf,
     ngx_int_t rc, ngx_astralform_token_t *tok);
 static void ngx_astralform_refresh_ignore(redisReply *reply, void *data);
 static void ngx_astralform_refresh_cleanup(void *data);
-static ngx_astralform_refresh_t *ngx_astralform_refresh_of(
-    ngx_astralform_ctx_t *ctx);
 
 static void ngx_astralform_revoke_next(ngx_astralform_revoke_t *rv);
 static ngx_int_t ngx_astralform_revoke_start(ngx_astralform_revoke_t *rv,
@@ -231,6 +231,13 @@ static ngx_int_t ngx_astralform_origin(ngx_str_t *url, ngx_str_t *origin);
 static ngx_uint_t ngx_astralform_is_id(ngx_str_t *s);
 static ngx_uint_t ngx_astralform_str_eq(ngx_str_t *a, ngx_str_t *b);
 static void ngx_astralform_wipe(ngx_str_t *s);
+
+
+/* HSET only if the field still holds the record the refresh used */
+static const char  ngx_astralform_cas_lua[] =
+    "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end "
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) "
+    "return 1";
 
 
 /* DEL only if the caller still owns the lock */
@@ -784,7 +791,7 @@ ngx_astralform_authorize_url(ngx_astralform_ctx_t *ctx,
     json_object_set_new(params, "client_id",
                         ngx_astralform_json_string(&flow->conn->client_id));
     json_object_set_new(params, "redirect_uri",
-                        json_pack("s%s", ctx->amcf->public_url.data,
+                        json_pack("s%+", ctx->amcf->public_url.data,
                                   ctx->amcf->public_url.len,
                                   NGX_ASTRALFORM_OAUTH_CALLBACK));
 
@@ -990,25 +997,6 @@ ngx_astralform_callback_state(redisReply *reply, void *data)
         return;
     }
 
-    /* RFC 9207: an answer naming another issuer is a mix-up, not ours */
-
-    if ((flow->has_iss && !ngx_astralform_str_eq(&flow->iss, &flow->issuer))
-        || (!flow->has_iss
-            && ngx_astralform_json_value(json_null(), "") != NULL))
-    {
-        ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
-                      "astralform: OAuth callback for connector \"%V\" names "
-                      "another issuer than the one the user was sent to; "
-                      "refused", &flow->connector);
-
-        ngx_astralform_page(ctx, NGX_HTTP_BAD_REQUEST, "issuer_mismatch",
-                            "Sign-in refused",
-                            "The answer came from another service than the "
-                            "one you were sent to. Go back to the "
-                            "application and start again.");
-        return;
-    }
-
     rc = ngx_astralform_load_project(ctx, 0, ngx_astralform_callback_loaded);
 
     if (rc == NGX_DONE) {
@@ -1132,6 +1120,31 @@ ngx_astralform_callback_loaded(ngx_astralform_ctx_t *ctx)
 
     flow->conn = ngx_astralform_find_connector(ctx, &flow->connector);
 
+    /*
+     * RFC 9207: an answer that names another issuer than the one the user
+     * was sent to is a mix-up; a provider the catalog says always names
+     * itself must do so.
+     */
+
+    if ((flow->has_iss && !ngx_astralform_str_eq(&flow->iss, &flow->issuer))
+        || (!flow->has_iss && flow->conn != NULL
+            && flow->conn->def->type == NGX_ASTRALFORM_OAUTH
+            && ngx_astralform_oauth_flag(flow->conn->def,
+                                         "authorization_response_iss", 0)))
+    {
+        ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                      "astralform: OAuth callback for connector \"%V\" does "
+                      "not name the issuer the user was sent to; refused",
+                      &flow->connector);
+
+        ngx_astralform_page(ctx, NGX_HTTP_BAD_REQUEST, "issuer_mismatch",
+                            "Sign-in refused",
+                            "The answer came from another service than the "
+                            "one you were sent to. Go back to the "
+                            "application and start again.");
+        return;
+    }
+
     if (flow->error.len) {
 
         ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
@@ -1181,7 +1194,7 @@ ngx_astralform_callback_loaded(ngx_astralform_ctx_t *ctx)
         return;
     }
 
-    params = json_pack("{s:s, s:o, s:s%s}",
+    params = json_pack("{s:s, s:o, s:s%+}",
                        "grant_type", "authorization_code",
                        "code", ngx_astralform_json_string(&flow->code),
                        "redirect_uri", ctx->amcf->public_url.data,
@@ -1352,10 +1365,10 @@ ngx_astralform_redact(ngx_pool_t *pool, ngx_str_t *s, const char *name)
 static ngx_int_t
 ngx_astralform_exchange_start(ngx_astralform_exchange_t *ex, json_t *params)
 {
-    u_char                      *p;
     char                        *text;
     ngx_int_t                    rc;
-    ngx_str_t                    secret, basic, name, value, body;
+    ngx_str_t                    secret, basic, name, value, body, *h;
+    ngx_uint_t                   i;
     const char                  *auth, *format;
     ngx_pool_t                  *pool;
     ngx_astralform_ctx_t        *ctx;
@@ -1466,9 +1479,15 @@ ngx_astralform_exchange_start(ngx_astralform_exchange_t *ex, json_t *params)
     ngx_astralform_wipe(&body);
     ngx_astralform_wipe(&basic);
 
-    p = hr->headers.nelts ? ((ngx_str_t *) hr->headers.elts)[0].data : NULL;
-    if (p != NULL && basic.len) {
-        ngx_astralform_wipe(&((ngx_str_t *) hr->headers.elts)[0]);
+    h = hr->headers.elts;
+
+    for (i = 0; i < hr->headers.nelts; i++) {
+        if (h[i].len > 14
+            && ngx_strncasecmp(h[i].data, (u_char *) "Authorization", 13)
+               == 0)
+        {
+            ngx_astralform_wipe(&h[i]);
+        }
     }
 
     return rc;
@@ -1481,7 +1500,7 @@ ngx_astralform_exchange_done(ngx_astralform_http_req_t *hr)
     ngx_astralform_exchange_t *ex = hr->data;
 
     json_t                *json, *v;
-    ngx_uint_t             ok;
+    ngx_uint_t             ok, level;
     const char            *code, *what;
     ngx_astralform_def_t  *def;
 
@@ -1581,9 +1600,10 @@ ngx_astralform_exchange_done(ngx_astralform_http_req_t *hr)
         ex->rc = NGX_DECLINED;
     }
 
-    ngx_log_error(ex->rc == NGX_DECLINED && ex->refresh ? NGX_LOG_WARN
-                                                        : NGX_LOG_ERR,
-                  hr->log, 0,
+    level = (ex->rc == NGX_DECLINED && ex->refresh) ? NGX_LOG_WARN
+                                                      : NGX_LOG_ERR;
+
+    ngx_log_error(level, hr->log, 0,
                   "astralform: token %s with \"%V\" failed: HTTP %ui %s",
                   what, &hr->host, hr->status,
                   code ? code : "(no error code)");
@@ -1669,14 +1689,6 @@ ngx_astralform_exchange_fields(ngx_astralform_exchange_t *ex, json_t *json)
 
     v = ngx_astralform_field("scope");
     if (ngx_astralform_scopes(pool, &tok->scope, v, sep) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_astralform_json_str(pool, &tok->token_type,
-                                json_is_string(ngx_astralform_field(
-                                    "token_type"))
-                                ? json : NULL, "") != NGX_OK)
-    {
         return NGX_ERROR;
     }
 
@@ -1784,14 +1796,13 @@ ngx_astralform_oauth_refresh(ngx_astralform_ctx_t *ctx,
     rf->timer.log = ctx->request->connection->log;
     rf->timer.cancelable = 1;
 
-    lease = NGX_ASTRALFORM_OAUTH_LEASE;
-
     /*
-     * The holder's provider call ends before its lease does; a waiter gives
-     * up after a holder that died had its lease run out and a new holder
-     * had its full turn.
+     * The holder's provider call ends before its lease does. A waiter gives
+     * up once a holder that died has had its lease run out and the next
+     * holder has had a full turn.
      */
 
+    lease = NGX_ASTRALFORM_OAUTH_LEASE;
     rf->ex.timeout = ngx_min(ctx->amcf->http.timeout, lease - 1000);
     rf->deadline = ngx_current_msec + 2 * lease + 1000;
 
@@ -1815,7 +1826,7 @@ ngx_astralform_oauth_refresh(ngx_astralform_ctx_t *ctx,
     if (tok->is_api_key || tok->refresh_token.len == 0
         || !ngx_astralform_oauth_flag(conn->def, "refresh", 1))
     {
-        /* nothing to renew it with: the token is dead */
+        /* nothing to renew it with: the provider's 401 was final */
         ngx_astralform_refresh_dead(rf);
         return;
     }
@@ -1864,12 +1875,11 @@ ngx_astralform_refresh_locked(redisReply *reply, void *data)
         rf->locked = 1;
 
         /* a sibling may have finished between our read and the lock */
-        rf->reread = ngx_astralform_refresh_held;
-        ngx_astralform_refresh_read(rf);
+        ngx_astralform_refresh_read(rf, ngx_astralform_refresh_held);
         return;
     }
 
-    /* held by a sibling: wait for its result */
+    /* a sibling holds it: wait for its result */
 
     if ((ngx_msec_int_t) (ngx_current_msec - rf->deadline) >= 0) {
         ngx_log_error(NGX_LOG_ERR, rf->ctx->request->connection->log, 0,
@@ -1887,26 +1897,25 @@ ngx_astralform_refresh_locked(redisReply *reply, void *data)
 static void
 ngx_astralform_refresh_wake(ngx_event_t *ev)
 {
-    ngx_connection_t          *c;
     ngx_astralform_refresh_t  *rf;
 
-    c = ev->data;
     rf = (ngx_astralform_refresh_t *)
-             ((u_char *) c - offsetof(ngx_astralform_refresh_t, dummy));
+             ((u_char *) ev - offsetof(ngx_astralform_refresh_t, timer));
 
-    rf->reread = ngx_astralform_refresh_polled;
-    ngx_astralform_refresh_read(rf);
+    ngx_astralform_refresh_read(rf, ngx_astralform_refresh_polled);
 }
 
 
-/* the stored record, into rf->fresh, then rf->reread() */
+/* the stored record, then next(rf, rc, tok) as token_get() would answer */
 static void
-ngx_astralform_refresh_read(ngx_astralform_refresh_t *rf)
+ngx_astralform_refresh_read(ngx_astralform_refresh_t *rf,
+    ngx_astralform_reread_pt next)
 {
     ngx_str_t              argv[3];
     ngx_astralform_ctx_t  *ctx;
 
     ctx = rf->ctx;
+    rf->reread = next;
 
     ngx_str_set(&argv[0], "HGET");
     argv[2] = ctx->user;
@@ -1917,7 +1926,7 @@ ngx_astralform_refresh_read(ngx_astralform_refresh_t *rf)
                                      ngx_astralform_refresh_got, rf, 3, argv)
            == NULL)
     {
-        rf->reread(ctx, NGX_ERROR, NULL);
+        next(rf, NGX_ERROR, NULL);
     }
 }
 
@@ -1936,12 +1945,12 @@ ngx_astralform_refresh_got(redisReply *reply, void *data)
     pool = ctx->request->pool;
 
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        rf->reread(ctx, NGX_ERROR, NULL);
+        rf->reread(rf, NGX_ERROR, NULL);
         return;
     }
 
     if (reply->type != REDIS_REPLY_STRING) {
-        rf->reread(ctx, NGX_DECLINED, NULL);
+        rf->reread(rf, NGX_DECLINED, NULL);
         return;
     }
 
@@ -1950,7 +1959,7 @@ ngx_astralform_refresh_got(redisReply *reply, void *data)
         || ngx_astralform_pdup(pool, &blob, reply->str, reply->len)
            != NGX_OK)
     {
-        rf->reread(ctx, NGX_ERROR, NULL);
+        rf->reread(rf, NGX_ERROR, NULL);
         return;
     }
 
@@ -1958,23 +1967,19 @@ ngx_astralform_refresh_got(redisReply *reply, void *data)
                                   NULL)
         != NGX_OK)
     {
-        rf->reread(ctx, NGX_DECLINED, NULL);
+        rf->reread(rf, NGX_DECLINED, NULL);
         return;
     }
 
-    rf->reread(ctx, NGX_OK, tok);
+    rf->reread(rf, NGX_OK, tok);
 }
 
 
-/* a waiter's look at the record: a new access token means it is done */
+/* a waiter's look: another access token means a sibling refreshed it */
 static void
-ngx_astralform_refresh_polled(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
+ngx_astralform_refresh_polled(ngx_astralform_refresh_t *rf, ngx_int_t rc,
     ngx_astralform_token_t *tok)
 {
-    ngx_astralform_refresh_t  *rf;
-
-    rf = ngx_astralform_refresh_of(ctx);
-
     if (rc != NGX_OK) {
         ngx_astralform_refresh_finish(rf, rc, NULL);
         return;
@@ -1986,7 +1991,7 @@ ngx_astralform_refresh_polled(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
         return;
     }
 
-    /* the same token, maybe re-sealed: keep the blob for the CAS */
+    /* the same token, maybe re-sealed: its blob is the one to compare */
     rf->tok = tok;
 
     ngx_astralform_refresh_lock(rf);
@@ -1994,13 +1999,10 @@ ngx_astralform_refresh_polled(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
 
 
 static void
-ngx_astralform_refresh_held(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
+ngx_astralform_refresh_held(ngx_astralform_refresh_t *rf, ngx_int_t rc,
     ngx_astralform_token_t *tok)
 {
-    json_t                    *params;
-    ngx_astralform_refresh_t  *rf;
-
-    rf = ngx_astralform_refresh_of(ctx);
+    json_t  *params;
 
     if (rc != NGX_OK) {
         ngx_astralform_refresh_finish(rf, rc, NULL);
@@ -2024,7 +2026,7 @@ ngx_astralform_refresh_held(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
                        "refresh_token",
                        ngx_astralform_json_string(&tok->refresh_token));
 
-    rf->ex.ctx = ctx;
+    rf->ex.ctx = rf->ctx;
     rf->ex.conn = rf->conn;
     rf->ex.refresh = 1;
     rf->ex.done = ngx_astralform_refresh_exchanged;
@@ -2045,10 +2047,13 @@ ngx_astralform_refresh_held(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
 static void
 ngx_astralform_refresh_exchanged(ngx_astralform_exchange_t *ex)
 {
+    ngx_str_t                  argv[7];
+    ngx_astralform_ctx_t      *ctx;
     ngx_astralform_token_t    *tok, *old;
     ngx_astralform_refresh_t  *rf;
 
     rf = ex->data;
+    ctx = rf->ctx;
 
     if (ex->rc == NGX_ERROR) {
         ngx_astralform_refresh_finish(rf, NGX_ERROR, NULL);
@@ -2056,16 +2061,15 @@ ngx_astralform_refresh_exchanged(ngx_astralform_exchange_t *ex)
     }
 
     if (ex->rc == NGX_DECLINED) {
-        /* a sibling whose lease ran out may have rotated it: look first */
-        rf->reread = ngx_astralform_refresh_settled;
-        ngx_astralform_refresh_read(rf);
+        /* a holder whose lease ran out may have rotated it: look first */
+        ngx_astralform_refresh_read(rf, ngx_astralform_refresh_settled);
         return;
     }
 
     tok = &ex->tok;
     old = rf->tok;
 
-    /* no refresh_token in the answer: the old one stays good */
+    /* an answer without refresh_token leaves the old one good */
 
     if (tok->refresh_token.len == 0) {
         tok->refresh_token = old->refresh_token;
@@ -2075,55 +2079,70 @@ ngx_astralform_refresh_exchanged(ngx_astralform_exchange_t *ex)
         tok->scope = old->scope;
     }
 
-    if (tok->account_id.len == 0) {
-        tok->account_id = old->account_id;
-    }
-
     if (tok->token_type.len == 0) {
         tok->token_type = old->token_type;
     }
 
-    ngx_astralform_token_put(rf->ctx, rf->conn, tok, &old->blob,
-                             ngx_astralform_refresh_stored);
+    if (tok->account_id.len == 0) {
+        tok->account_id = old->account_id;
+    }
+
+    /* compare-and-set: written only over the record the refresh used */
+
+    ngx_str_set(&argv[0], "EVAL");
+    argv[1].data = (u_char *) ngx_astralform_cas_lua;
+    argv[1].len = sizeof(ngx_astralform_cas_lua) - 1;
+    ngx_str_set(&argv[2], "1");
+    argv[4] = ctx->user;
+    argv[5] = old->blob;
+
+    if (ngx_astralform_token_seal(ctx, rf->conn, &ctx->user, tok, &argv[6])
+        != NGX_OK
+        || ngx_astralform_key(ctx, &argv[3], "tokens", &rf->conn->id)
+           != NGX_OK
+        || ngx_astralform_redis_send(ctx->request->pool,
+                                     ctx->request->connection->log,
+                                     ngx_astralform_refresh_stored, rf, 7,
+                                     argv)
+           == NULL)
+    {
+        ngx_astralform_refresh_finish(rf, NGX_ERROR, NULL);
+        return;
+    }
+
+    tok->blob = argv[6];
 }
 
 
 static void
-ngx_astralform_refresh_stored(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
-    ngx_astralform_token_t *tok)
+ngx_astralform_refresh_stored(redisReply *reply, void *data)
 {
-    ngx_astralform_refresh_t  *rf;
+    ngx_astralform_refresh_t *rf = data;
 
-    rf = ngx_astralform_refresh_of(ctx);
-
-    if (rc == NGX_OK) {
-        ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
-                      "astralform: refreshed the token of user \"%V\" for "
-                      "connector \"%V\"", &ctx->user, &rf->conn->id);
-        ngx_astralform_refresh_finish(rf, NGX_OK, tok);
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        ngx_astralform_refresh_finish(rf, NGX_ERROR, NULL);
         return;
     }
 
-    if (rc == NGX_DECLINED) {
+    if (reply->integer == 0) {
         /* another writer came first: what it stored is the truth */
-        rf->reread = ngx_astralform_refresh_settled;
-        ngx_astralform_refresh_read(rf);
+        ngx_astralform_refresh_read(rf, ngx_astralform_refresh_settled);
         return;
     }
 
-    ngx_astralform_refresh_finish(rf, NGX_ERROR, NULL);
+    ngx_log_error(NGX_LOG_INFO, rf->ctx->request->connection->log, 0,
+                  "astralform: refreshed the token of user \"%V\" for "
+                  "connector \"%V\"", &rf->ctx->user, &rf->conn->id);
+
+    ngx_astralform_refresh_finish(rf, NGX_OK, &rf->ex.tok);
 }
 
 
-/* after a refusal or a lost CAS: use what is stored, if it is new */
+/* after a refusal or a lost write: what is stored, if it is new */
 static void
-ngx_astralform_refresh_settled(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
+ngx_astralform_refresh_settled(ngx_astralform_refresh_t *rf, ngx_int_t rc,
     ngx_astralform_token_t *tok)
 {
-    ngx_astralform_refresh_t  *rf;
-
-    rf = ngx_astralform_refresh_of(ctx);
-
     if (rc != NGX_OK) {
         ngx_astralform_refresh_finish(rf, rc, NULL);
         return;
@@ -2145,11 +2164,11 @@ ngx_astralform_refresh_settled(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
 }
 
 
-/* the grant is dead: forget the record, unless someone replaced it */
+/* the grant is dead: forget the record, unless it was replaced */
 static void
 ngx_astralform_refresh_dead(ngx_astralform_refresh_t *rf)
 {
-    ngx_str_t              argv[7];
+    ngx_str_t              argv[6];
     ngx_astralform_ctx_t  *ctx;
 
     ctx = rf->ctx;
@@ -2186,8 +2205,7 @@ ngx_astralform_refresh_deleted(redisReply *reply, void *data)
     if (reply->integer == 0) {
         /* replaced meanwhile (a new consent, a sibling): look again */
         rf->ex.rc = NGX_ERROR;
-        rf->reread = ngx_astralform_refresh_settled;
-        ngx_astralform_refresh_read(rf);
+        ngx_astralform_refresh_read(rf, ngx_astralform_refresh_settled);
         return;
     }
 
@@ -2208,12 +2226,6 @@ ngx_astralform_refresh_finish(ngx_astralform_refresh_t *rf, ngx_int_t rc,
     ngx_astralform_ctx_t  *ctx;
 
     ctx = rf->ctx;
-
-    if (rf->finished) {
-        return;
-    }
-
-    rf->finished = 1;
 
     if (rf->timer.timer_set) {
         ngx_del_timer(&rf->timer);
@@ -2254,31 +2266,6 @@ ngx_astralform_refresh_cleanup(void *data)
     if (rf->timer.timer_set) {
         ngx_del_timer(&rf->timer);
     }
-}
-
-
-/*
- * token_put() and the re-read call back with ctx only; one refresh per
- * request runs at a time, so the request's current one is found through
- * the redis and token ops, which carry rf: kept in the pool cleanup list.
- */
-static ngx_astralform_refresh_t *
-ngx_astralform_refresh_of(ngx_astralform_ctx_t *ctx)
-{
-    ngx_pool_cleanup_t        *cln;
-    ngx_astralform_refresh_t  *rf;
-
-    for (cln = ctx->request->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_astralform_refresh_cleanup) {
-            rf = cln->data;
-
-            if (!rf->finished) {
-                return rf;
-            }
-        }
-    }
-
-    return NULL;
 }
 
 
@@ -2455,6 +2442,7 @@ ngx_astralform_revoke_start(ngx_astralform_revoke_t *rv,
     char                       *text;
     json_t                     *json;
     ngx_str_t                   name, value, basic, *token;
+    ngx_uint_t                  form;
     const char                 *style, *auth;
     ngx_astralform_def_t       *def;
     ngx_astralform_http_req_t  *hr;
@@ -2468,6 +2456,10 @@ ngx_astralform_revoke_start(ngx_astralform_revoke_t *rv,
 
     style = ngx_astralform_oauth_str(def, "revoke_style", "rfc7009");
     auth = ngx_astralform_oauth_str(def, "client_auth", "basic");
+
+    /* token_form and RFC 7009 send a form, the others JSON */
+    form = ngx_strcmp(style, "basic_json") != 0
+           && ngx_strcmp(style, "github_grant") != 0;
 
     ngx_str_set(&hr->method, "POST");
     hr->url = def->revoke_url;
@@ -2581,9 +2573,7 @@ ngx_astralform_revoke_start(ngx_astralform_revoke_t *rv,
         }
     }
 
-    if (ngx_strcmp(style, "token_form") == 0 || ngx_strcmp(style, "basic_json")
-        && ngx_strcmp(style, "github_grant"))
-    {
+    if (form) {
         if (ngx_astralform_form_encode(rv->pool, json, &hr->body) != NGX_OK)
         {
             json_decref(json);
@@ -3184,9 +3174,9 @@ ngx_astralform_url_escape(u_char *dst, u_char *src, size_t len)
 static json_t *
 ngx_astralform_form_decode(u_char *p, size_t len)
 {
-    u_char     *last, *amp, *eq, kbuf[64], *vbuf;
-    json_t     *json;
-    ngx_str_t   k, v, dk, dv;
+    u_char      *last, *amp, *eq, kbuf[64];
+    json_t      *json;
+    ngx_str_t    k, v, dk, dv;
     ngx_pool_t  *pool;
 
     last = p + len;
@@ -3201,7 +3191,6 @@ ngx_astralform_form_decode(u_char *p, size_t len)
     }
 
     json = json_object();
-    vbuf = NULL;
 
     while (json != NULL && p < last) {
         amp = ngx_strlchr(p, last, '&');
@@ -3242,7 +3231,6 @@ ngx_astralform_form_decode(u_char *p, size_t len)
         p = amp + 1;
     }
 
-    (void) vbuf;
     ngx_destroy_pool(pool);
 
     return json;

@@ -38,5 +38,12 @@ void ngx_astralform_oauth_refresh(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, ngx_astralform_token_t *tok,
     ngx_astralform_token_pt handler);
 
+/*
+ * NGX_OK when url starts with exactly an astralform_return_origin (then
+ * nothing, or a path, query or fragment); NGX_DECLINED otherwise.
+ */
+ngx_int_t ngx_astralform_oauth_return_url_ok(ngx_astralform_main_conf_t *amcf,
+    ngx_str_t *url);
+
 
 #endif /* _NGX_ASTRALFORM_OAUTH_H_INCLUDED_ */

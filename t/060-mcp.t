@@ -162,15 +162,17 @@ POST /v1/projects/P/tools/call
 
 
 
-=== TEST 6: a JSON-RPC error is a provider_error with the error object
+=== TEST 6: a tool the server does not have: the server's answer, passed on
 --- http_config
     astralform_connector P remote_mcp id=tools1 mcp_url=http://127.0.0.1:$TEST_NGINX_MCP_PORT/mcp;
 --- request
 POST /v1/projects/P/tools/call
 {"name":"tools1_nosuch","arguments":{}}
---- error_code: 502
+--- error_code: 200
 --- response_body_like eval
-qr/^\{"error":"provider_error","message":"the MCP server of \\"tools1\\" failed: JSON-RPC error -32602","connector":"tools1","provider_status":200,"provider_body":\{"code":-32602,"message":"[^"]*nosuch[^"]*"\}\}$/
+qr/^\{"tool":"tools1_nosuch","connector":"tools1","result":\{"content":\[\{"type":"text","text":"[^"]*nosuch not found"\}\],"isError":true\}\}$/
+--- no_error_log
+[error]
 
 
 

@@ -32,7 +32,8 @@ package Astralform::Test;
 #       # one command over RESP to 127.0.0.1:$TEST_NGINX_REDIS_PORT; returns a
 #       # string, integer, undef (nil) or arrayref; dies on an error reply.
 #
-#   reload_nginx(%sections)   # rewrite nginx.conf (if sections given), HUP
+#   reload_nginx(%sections)   # rewrite nginx.conf (if sections given), HUP,
+#                             # wait for the old workers to exit
 #   stop_nginx()              # TERM the master and wait until it is gone
 #   error_log_text()          # contents of t/servroot/logs/error.log
 #   truncate_error_log()
@@ -332,24 +333,32 @@ sub start_nginx {
     return $status == 0;
 }
 
-# Rewrite the config (when sections are given) and send SIGHUP; waits until
-# the master has started new workers (needs log level notice or finer) or
-# one second has passed.
+# Rewrite the config (when sections are given) and send SIGHUP; returns once
+# the workers that were running have exited (at most 5 s), so the next
+# request is served with the new configuration.
 sub reload_nginx {
     my %o = @_ == 1 ? (config => $_[0]) : @_;
     my $pid = nginx_pid();
     return 0 unless _is_nginx($pid);
     _spew($ConfFile, nginx_conf(%o)) if %o;
-    my $before = -s $ErrLog || 0;
+    my @old = _children($pid);
     kill 'HUP', $pid;
-    my $deadline = Time::HiRes::time() + 1;
-    while (Time::HiRes::time() < $deadline) {
-        my $log = error_log_text();
-        my $new = length($log) > $before ? substr($log, $before) : '';
-        last if $new =~ /SIGHUP.*start worker process/s;
-        Time::HiRes::sleep(0.02);
+    my $deadline = Time::HiRes::time() + 5;
+    while (grep { _alive($_) } @old) {
+        last if Time::HiRes::time() > $deadline;
+        Time::HiRes::sleep(0.01);
     }
     return 1;
+}
+
+sub _children {
+    my ($ppid) = @_;
+    my @kids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        my $s = _slurp($stat) // next;
+        push @kids, $1 if $s =~ /^(\d+) \(.*\) \S+ (\d+) /s && $2 == $ppid;
+    }
+    return @kids;
 }
 
 # Send raw bytes, read until the peer closes or $timeout seconds pass.

@@ -7,6 +7,7 @@ package Test::Nginx::Socket;
 # freely (t/run.sh does, for Astralform::Test).  TEST_NGINX_COMPAT=1 forces
 # the bundled implementation, Test::Nginx::Compat, which supports the subset
 # of data-block sections this suite uses; see the top of that file.
+# Either way Astralform::Test is loaded too, for --- init code.
 
 use strict;
 use warnings;
@@ -37,6 +38,9 @@ BEGIN {
     } else {
         require Test::Nginx::Compat;
     }
+
+    # --- init code may call Astralform::Test::redis_cmd() and friends
+    require Astralform::Test;
 }
 
 1;
