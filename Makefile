@@ -27,7 +27,8 @@ $(NGX_BUILD)/objs/Makefile: config $(BUILD)/srclist
 
 $(MODULE): $(NGX_BUILD)/objs/Makefile $(SRCS)
 	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
-	cp $(NGX_BUILD)/objs/$(MODULE) $@
+	@# a new file, renamed in: a running nginx keeps its mapped copy intact
+	cp $(NGX_BUILD)/objs/$(MODULE) $@.tmp && mv -f $@.tmp $@
 
 deps:
 	@bash scripts/install-deps.sh
