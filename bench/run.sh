@@ -26,6 +26,8 @@
 #   BENCH_CONNECTIONS=50 BENCH_THREADS=2 BENCH_DURATION=10s BENCH_WARMUP=3s
 #   BENCH_WORKERS=1        nginx worker_processes
 #   BENCH_ACCESS_LOG=0     1: an access log line per request on both paths
+#   BENCH_UNLOADED=3s      also one connection (-c 1) per path for this long
+#                          (latency without queueing); 0: skip
 #   BENCH_PROFILE=auto     auto (when short of target) | 1 | 0
 #   BENCH_CALLGRIND_REQUESTS=2000
 #   BENCH_KEEP=0           1: keep bench/tmp/run.N (configs, logs, profiles)
@@ -42,6 +44,7 @@ WARMUP=${BENCH_WARMUP:-3s}
 WORKERS=${BENCH_WORKERS:-1}
 ACCESS_LOG=${BENCH_ACCESS_LOG:-0}
 PROFILE=${BENCH_PROFILE:-auto}
+UNLOADED=${BENCH_UNLOADED:-3s}
 CG_REQUESTS=${BENCH_CALLGRIND_REQUESTS:-2000}
 KEEP=${BENCH_KEEP:-0}
 NGINX=${NGINX:-/usr/sbin/nginx}
@@ -50,6 +53,7 @@ MODULE=${MODULE:-$ROOT/ngx_astralform_module.so}
 TMP=
 PIDS=()
 NGINX_PID_FILE=
+CG_PID=
 STATUS=1
 
 log() { printf 'bench: %s\n' "$*" >&2; }
@@ -66,6 +70,10 @@ cleanup() {
                 sleep 0.1
             done
         fi
+    fi
+    if [ -n "$CG_PID" ]; then
+        kill "$CG_PID" 2>/dev/null
+        wait "$CG_PID" 2>/dev/null
     fi
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null
@@ -137,7 +145,8 @@ echo "bench-client-secret" > "$TMP/keys/client.secret"
 # --- redis ------------------------------------------------------------------
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     --daemonize no --dir "$TMP/redis" >"$TMP/redis.log" 2>&1 &
-PIDS+=($!)
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
 for i in $(seq 100); do
     [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break
     [ "$i" = 100 ] && die "redis-server did not start: $(tail -3 "$TMP/redis.log")"
@@ -257,7 +266,7 @@ sanity() {    # sanity NAME -> prints status and body of one request
             -d '{"name":"bench_echo","arguments":{}}' \
             "$G/v1/projects/p1/tools/call")
     fi
-    printf '%s\n' "$out"
+    printf '%s\n' "${out//$'\n'/}"
 }
 
 # run_wrk NAME URL DURATION -> wrk output in $TMP/wrk.NAME
@@ -269,13 +278,37 @@ run_wrk() {
             -s bench/wrk.lua "$2" >"$TMP/wrk.$1" 2>&1
 }
 
-declare -A RPS P50 P99 NON2XX SOCKERR MCONN MREQ
+declare -A RPS P50 P99 NON2XX SOCKERR MCONN MREQ CPU WCPU RCMD
+
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() {  # cpu_ticks PID... -> utime + stime of them, in clock ticks
+    local p t=0 f
+    for p in "$@"; do
+        f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        f=${f##*) }
+        set -- $f
+        t=$((t + ${12} + ${13}))
+    done
+    echo "$t"
+}
+redis_cmds() {
+    redis-cli -p "$REDIS_PORT" info stats \
+        | awk -F: '/^total_commands_processed:/ {print $2 + 0}'
+}
+worker_pids() { pgrep -P "$(cat "$NGINX_PID_FILE")" | tr '\n' ' '; }
 
 measure() {   # measure NAME URL
     local name=$1 url=$2 f stats
     run_wrk "$name-warmup" "$url" "$WARMUP"
     mock_reset
+    local w0 m0 r0 w1 m1 r1 wp
+    wp=$(worker_pids)
+    local c0 c1 n
+    c0=$(redis_cmds)
+    w0=$(cpu_ticks $wp); m0=$(cpu_ticks "$MOCK_PID"); r0=$(cpu_ticks "$REDIS_PID")
     run_wrk "$name" "$url" "$DURATION"
+    w1=$(cpu_ticks $wp); m1=$(cpu_ticks "$MOCK_PID"); r1=$(cpu_ticks "$REDIS_PID")
+    c1=$(redis_cmds)
     f=$TMP/wrk.$name
     stats=$(curl -fsS "$M/__mock/stats")
     RPS[$name]=$(awk '/^Requests\/sec:/ {print $2}' "$f")
@@ -286,10 +319,22 @@ measure() {   # measure NAME URL
         gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$f")
     MCONN[$name]=$(jq -r '.connections_by_prefix.bench // 0' <<<"$stats")
     MREQ[$name]=$(jq -r '.requests_by_prefix.bench // 0' <<<"$stats")
+    n=$(awk '/requests in/ {print $1}' "$f")
+    # CPU microseconds per request: nginx worker(s), mock, redis
+    WCPU[$name]=$(awk -v n="$n" -v hz="$CLK_TCK" -v w=$((w1 - w0)) \
+        'BEGIN { printf "%.1f", w * 1e6 / hz / (n > 0 ? n : 1) }')
+    RCMD[$name]=$(awk -v n="$n" -v c=$((c1 - c0 - 1)) \
+        'BEGIN { printf "%.2f", c / (n > 0 ? n : 1) }')
+    CPU[$name]=$(awk -v n="$n" -v hz="$CLK_TCK" \
+        -v w=$((w1 - w0)) -v m=$((m1 - m0)) -v r=$((r1 - r0)) 'BEGIN {
+        k = 1e6 / hz / (n > 0 ? n : 1)
+        printf "nginx=%.1f mock=%.1f redis=%.1f", w * k, m * k, r * k }')
     printf '%-6s rps=%s p50_ms=%s p99_ms=%s requests=%s non2xx=%s socket_errors=%s mock_tcp_connections=%s mock_requests=%s\n' \
         "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" \
         "$(awk '/requests in/ {print $1}' "$f")" "${NON2XX[$name]:-?}" \
         "${SOCKERR[$name]:-0}" "${MCONN[$name]}" "${MREQ[$name]}"
+    printf '       cpu_us_per_request %s | redis_commands_per_request=%s\n' \
+        "${CPU[$name]}" "${RCMD[$name]}"
     if grep -q '^lua_first_non2xx' "$f"; then
         grep '^lua_first_non2xx' "$f" | sed 's/^/       /'
     fi
@@ -300,11 +345,30 @@ echo "== astralform gateway benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "machine: nproc=$(nproc) cpu=\"$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)\""
 echo "nginx: $("$NGINX" -V 2>&1 | head -1)  module: $(basename "$MODULE")"
 echo "wrk: $(wrk -v 2>&1 | head -1 | awk '{print $2}') -t $THREADS -c $CONNS -d $DURATION (warm-up $WARMUP) | workers=$WORKERS access_log=$ACCESS_LOG | redis $(redis-server --version | awk '{print $3}' | tr -d v=) | node $(node --version)"
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (other processes on the machine skew the figures)"
 echo "sanity proxy: $(sanity proxy)"
 echo "sanity call:  $(sanity call)"
 
 measure proxy "$G/bench/echo"
 measure call "$G/v1/projects/p1/tools/call"
+
+# one connection, no queueing: the latency the gateway adds to a single call
+declare -A U50 U99 URPS
+unloaded() {  # unloaded NAME URL
+    local mode=proxy f=$TMP/wrk.$1-c1
+    [ "$1" = call ] && mode=call
+    BENCH_MODE=$mode BENCH_AGENT_KEY=$AGENT_KEY BENCH_USER=u1 BENCH_PROJECT=p1 \
+        wrk -t 1 -c 1 -d "$UNLOADED" --latency -s bench/wrk.lua "$2" >"$f" 2>&1
+    URPS[$1]=$(awk '/^Requests\/sec:/ {print $2}' "$f")
+    U50[$1]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$f")")
+    U99[$1]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$f")")
+    printf '%-6s c=1 rps=%s p50_ms=%s p99_ms=%s non2xx=%s\n' "$1" "${URPS[$1]}" \
+        "${U50[$1]}" "${U99[$1]}" "$(awk '/^lua_non2xx/ {print $2}' "$f")"
+}
+if [ "$UNLOADED" != 0 ]; then
+    unloaded proxy "$G/bench/echo"
+    unloaded call "$G/v1/projects/p1/tools/call"
+fi
 
 FINAL_CALL=$(sanity call)
 echo "sanity call after run: $FINAL_CALL"
@@ -315,6 +379,8 @@ ADDED=$(awk -v b="${P99[call]}" -v a="${P99[proxy]}" \
     'BEGIN { printf "%.3f", b - a }')
 ADDED50=$(awk -v b="${P50[call]}" -v a="${P50[proxy]}" \
     'BEGIN { printf "%.3f", b - a }')
+WRATIO=$(awk -v b="${WCPU[call]}" -v a="${WCPU[proxy]}" \
+    'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }')
 MEETS=$(awk -v r="$RATIO" -v d="$ADDED" \
     'BEGIN { print (r >= 0.8 && d <= 1.0) ? "yes" : "no" }')
 ALL_OK=yes
@@ -328,6 +394,12 @@ connections=$CONNS threads=$THREADS duration=$DURATION workers=$WORKERS nproc=$(
 proxy_rps=${RPS[proxy]} proxy_p50_ms=${P50[proxy]} proxy_p99_ms=${P99[proxy]} proxy_mock_tcp_connections=${MCONN[proxy]}
 call_rps=${RPS[call]} call_p50_ms=${P50[call]} call_p99_ms=${P99[call]} call_mock_tcp_connections=${MCONN[call]}
 ratio_b_over_a=$RATIO added_p50_ms=$ADDED50 added_p99_ms=$ADDED
+$([ "$UNLOADED" != 0 ] && awk -v a50="${U50[proxy]}" -v b50="${U50[call]}" \
+    -v a99="${U99[proxy]}" -v b99="${U99[call]}" 'BEGIN {
+    printf "c1_proxy_p50_ms=%.3f c1_call_p50_ms=%.3f c1_added_p50_ms=%.3f c1_added_p99_ms=%.3f", a50, b50, b50 - a50, b99 - a99 }')
+cpu_us_per_request proxy: ${CPU[proxy]} | call: ${CPU[call]}
+worker_cpu_ratio_a_over_b=$WRATIO (the b/a a lone, CPU-bound nginx worker would reach)
+redis_commands_per_request proxy=${RCMD[proxy]} call=${RCMD[call]}
 gateway_all_200=$ALL_OK (non2xx proxy=${NON2XX[proxy]:-?} call=${NON2XX[call]:-?})
 target: ratio>=0.8 added_p99<=1ms -> $MEETS
 EOF
@@ -355,13 +427,13 @@ then
     if perf record -e cpu-clock -F 1999 -g -p "$WPIDS" -o "$TMP/perf.data" \
         -- sleep 4 >"$TMP/perf.log" 2>&1
     then
-        echo "perf: cpu-clock samples of the nginx worker, self time, top 25"
+        echo "perf: cpu-clock samples of the nginx worker during a gateway run, self time"
         perf report -i "$TMP/perf.data" --stdio --no-children \
             --sort dso,symbol -g none --percent-limit 0.7 2>/dev/null \
-            | grep -E '^ +[0-9]' | head -25
+            | awk '/^ +[0-9.]+%/ { printf "  %7s  %-45s %s\n", $1, $4, $2 }' | head -20
         echo "perf: by shared object"
         perf report -i "$TMP/perf.data" --stdio --no-children --sort dso \
-            -g none 2>/dev/null | grep -E '^ +[0-9]' | head -10
+            -g none 2>/dev/null | awk '/^ +[0-9.]+%/ { printf "  %7s  %s\n", $1, $2 }' | head -10
     else
         echo "perf record failed: $(tail -2 "$TMP/perf.log")"
     fi
@@ -375,18 +447,16 @@ if command -v valgrind >/dev/null && [ "$CG_REQUESTS" -gt 0 ]; then
         "master_process off; daemon off; worker_processes 1;"
     sed -i "s|^pid logs/nginx.pid;|pid $TMP/cg/logs/nginx.pid;|" "$TMP/cg/nginx.conf"
     valgrind --tool=callgrind --callgrind-out-file="$TMP/cg/callgrind.%p" \
-        --dump-instr=no --toggle-collect='ngx_process_events_and_timers' \
+        --dump-instr=no \
         "$NGINX" -p "$TMP/cg" -c "$TMP/cg/nginx.conf" -e "$TMP/cg/logs/error.log" \
         >"$TMP/cg/valgrind.log" 2>&1 &
     CG_PID=$!
-    PIDS+=("$CG_PID")
     C=http://127.0.0.1:$CG_PORT
     if wait_http "$C/v1/health" "$CG_PID" nginx-callgrind; then
-        cg_batch() {  # cg_batch MODE URL -> wrk with a request cap
-            BENCH_MODE=$1 BENCH_AGENT_KEY=$AGENT_KEY BENCH_USER=u1 \
-            BENCH_PROJECT=p1 BENCH_MAX=$((CG_REQUESTS / 2)) \
-                wrk -t 2 -c 10 -d 300s -s bench/wrk.lua "$2" \
-                >"$TMP/cg/wrk.$1" 2>&1
+        cg_batch() {  # cg_batch MODE URL -> exactly CG_REQUESTS requests
+            BENCH_AGENT_KEY=$AGENT_KEY BENCH_USER=u1 timeout 600 \
+                node bench/fixed.js "$2" "$CG_REQUESTS" 10 "$1" \
+                >"$TMP/cg/load.$1" 2>&1
         }
         dump() { callgrind_control -d "$1" "$CG_PID" >/dev/null 2>&1; sleep 0.5; }
         cg_batch proxy "$C/bench/echo"            # warm both paths
@@ -398,8 +468,9 @@ if command -v valgrind >/dev/null && [ "$CG_REQUESTS" -gt 0 ]; then
         dump call
         kill "$CG_PID" 2>/dev/null
         wait "$CG_PID" 2>/dev/null
-        NP=$(awk '/requests in/ {print $1}' "$TMP/cg/wrk.proxy")
-        NC=$(awk '/requests in/ {print $1}' "$TMP/cg/wrk.call")
+        CG_PID=
+        NP=$(awk '/^requests/ {print $2}' "$TMP/cg/load.proxy")
+        NC=$(awk '/^requests/ {print $2}' "$TMP/cg/load.call")
         FP=$(ls "$TMP"/cg/callgrind.*.1 2>/dev/null | head -1)
         FC=$(ls "$TMP"/cg/callgrind.*.2 2>/dev/null | head -1)
         if [ -n "$FP" ] && [ -n "$FC" ]; then
@@ -410,17 +481,22 @@ if command -v valgrind >/dev/null && [ "$CG_REQUESTS" -gt 0 ]; then
             awk -v ip="$IP" -v ic="$IC" -v np="$NP" -v nc="$NC" 'BEGIN {
                 a = ip / np; b = ic / nc
                 printf "  proxy=%d call=%d ratio=%.2f (requests: proxy %d, call %d)\n", a, b, b / a, np, nc }'
-            echo "callgrind: call path, top functions by self instructions (share of the call batch)"
-            callgrind_annotate --threshold=100 "$FC" 2>/dev/null \
-                | awk -v n="$NC" '/^-+$/ {s++; next} s >= 4 && /^ *[0-9,]+ / {
-                    ir = $1; gsub(/,/, "", ir); $1 = ""; $2 = ($2 ~ /^\(/) ? "" : $2;
-                    sub(/^ +/, ""); printf "  %6.0f Ir/req  %s\n", ir / n, $0; if (++k == 25) exit }'
-            echo "callgrind: call path, inclusive, top module/library entry points"
-            callgrind_annotate --inclusive=yes --threshold=100 "$FC" 2>/dev/null \
-                | awk -v n="$NC" '/^-+$/ {s++; next} s >= 4 && /^ *[0-9,]+ / {
-                    ir = $1; gsub(/,/, "", ir); $1 = ""; sub(/^ +/, "");
-                    if ($0 ~ /astralform|curl|redis|EVP|json_|ngx_http_(proxy|upstream|read_client)|SSL|malloc|free/) {
-                        printf "  %6.0f Ir/req  %s\n", ir / n, $0; if (++k == 25) exit } }'
+            cg_top() {    # cg_top FILE N FILTER [--inclusive=yes]
+                callgrind_annotate --threshold=100 ${4:-} "$1" 2>/dev/null \
+                | awk -v n="$NC" -v max="$2" -v re="$3" '
+                    /^ *[0-9,]+ \( *[0-9.]+%\) / && !/100\.0%|PROGRAM TOTALS/ {
+                        ir = $1; gsub(/,/, "", ir); rest = $0
+                        sub(/^ *[0-9,]+ \( *[0-9.]+%\) +/, "", rest)
+                        if (rest !~ /\[/ || rest !~ re) next
+                        sub(/\[.*\//, "[", rest); sub(/^[^ ]*src\//, "", rest)
+                        sub(/^\?\?\?:/, "", rest); sub(/^\.\/[^:]*:/, "", rest)
+                        printf "  %7.0f Ir/req %5.1f%%  %s\n", ir / n, 100 * ir / n / tot, rest
+                        if (++k == max) exit }' tot="$(awk -v i="$IC" -v n="$NC" 'BEGIN {print i / n}')"
+            }
+            echo "callgrind: call path, top functions by self instructions"
+            cg_top "$FC" 20 .
+            echo "callgrind: call path, inclusive: module steps and library entry points"
+            cg_top "$FC" 30 'astralform|curl_|json_(loadb|dumps|pack|delete)|EVP_|redisAsync|ngx_http_(read_client|core_run|finalize)' --inclusive=yes
         else
             echo "callgrind: no profile dumped (see ${TMP#$ROOT/}/cg/valgrind.log)"
         fi

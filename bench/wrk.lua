@@ -3,12 +3,10 @@
 --   BENCH_MODE=proxy  the request on the command line (GET /bench/echo)
 --   BENCH_MODE=call   POST a bench_echo tool call with BENCH_AGENT_KEY for
 --                     end user BENCH_USER in project BENCH_PROJECT
---   BENCH_MAX=N       each thread stops after N answers
 local mode    = os.getenv("BENCH_MODE") or "proxy"
 local key     = os.getenv("BENCH_AGENT_KEY") or "bench-agent-key"
 local user    = os.getenv("BENCH_USER") or "u1"
 local project = os.getenv("BENCH_PROJECT") or "p1"
-local max     = tonumber(os.getenv("BENCH_MAX") or "0")
 
 if mode == "call" then
    wrk.method = "POST"
@@ -27,20 +25,15 @@ end
 
 function init(args)
    bad = 0
-   seen = 0
    first_bad = nil
 end
 
 function response(status, headers, body)
-   seen = seen + 1
    if status < 200 or status > 299 then
       bad = bad + 1
       if first_bad == nil then
          first_bad = status .. " " .. string.sub(body or "", 1, 200)
       end
-   end
-   if max > 0 and seen >= max then
-      wrk.thread:stop()
    end
 end
 

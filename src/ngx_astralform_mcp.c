@@ -142,6 +142,7 @@ typedef struct {
 
 static void ngx_astralform_mcp_list_op_done(ngx_astralform_mcp_op_t *op);
 static void ngx_astralform_mcp_list_dec(ngx_astralform_mcp_list_t *list);
+static void ngx_astralform_mcp_list_cleanup(void *data);
 static json_t *ngx_astralform_mcp_tools_json(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, json_t *tools);
 static void ngx_astralform_mcp_call_done(ngx_astralform_mcp_op_t *op);
@@ -213,6 +214,7 @@ ngx_astralform_mcp_list_tools(ngx_astralform_ctx_t *ctx,
     ngx_astralform_step_pt done)
 {
     ngx_uint_t                    i;
+    ngx_pool_cleanup_t           *cln;
     ngx_astralform_mcp_op_t      *op;
     ngx_astralform_mcp_list_t    *list;
     ngx_astralform_connector_t   *conn;
@@ -235,6 +237,15 @@ ngx_astralform_mcp_list_tools(ngx_astralform_ctx_t *ctx,
         done(ctx);
         return;
     }
+
+    cln = ngx_pool_cleanup_add(ctx->request->pool, 0);
+    if (cln == NULL) {
+        done(ctx);
+        return;
+    }
+
+    cln->handler = ngx_astralform_mcp_list_cleanup;
+    cln->data = list;
 
     list->ctx = ctx;
     list->done = done;
@@ -348,6 +359,21 @@ ngx_astralform_mcp_list_dec(ngx_astralform_mcp_list_t *list)
     }
 
     list->done(ctx);
+}
+
+
+/* the answers in hand, when the request goes before all came in */
+static void
+ngx_astralform_mcp_list_cleanup(void *data)
+{
+    ngx_astralform_mcp_list_t  *list = data;
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < list->ctx->connectors.nelts; i++) {
+        json_decref(list->found[i]);
+        list->found[i] = NULL;
+    }
 }
 
 

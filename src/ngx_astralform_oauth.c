@@ -35,6 +35,10 @@
 #define NGX_ASTRALFORM_OAUTH_COOKIE      "astralform_oauth_"
 #define NGX_ASTRALFORM_OAUTH_COOKIE_ID   12      /* state chars in the name */
 
+/* a possibly empty ngx_str_t as jansson's "s%" arguments */
+#define ngx_astralform_str_or_empty(s)                                       \
+    (s)->data ? (const char *) (s)->data : "", (s)->len
+
 
 typedef struct ngx_astralform_exchange_s  ngx_astralform_exchange_t;
 
@@ -653,15 +657,15 @@ ngx_astralform_authorize_loaded(ngx_astralform_ctx_t *ctx)
         return;
     }
 
-    json = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-                     "connector", ngx_astralform_json_string(&flow->connector),
-                     "user", ngx_astralform_json_string(&ctx->user),
-                     "return_url",
-                     ngx_astralform_json_string(&flow->return_url),
-                     "verifier", ngx_astralform_json_string(&flow->verifier),
-                     "binding", ngx_astralform_json_string(&binding),
-                     "issuer", ngx_astralform_json_string(&flow->issuer),
-                     "token_url", ngx_astralform_json_string(&def->token_url));
+    json = json_pack("{s:s%, s:s%, s:s%, s:s%, s:s%, s:s%, s:s%}",
+                     "connector", flow->connector.data, flow->connector.len,
+                     "user", ctx->user.data, ctx->user.len,
+                     "return_url", ngx_astralform_str_or_empty(
+                                       &flow->return_url),
+                     "verifier", ngx_astralform_str_or_empty(&flow->verifier),
+                     "binding", binding.data, binding.len,
+                     "issuer", flow->issuer.data, flow->issuer.len,
+                     "token_url", def->token_url.data, def->token_url.len);
 
     text = json ? json_dumps(json, JSON_COMPACT) : NULL;
     json_decref(json);
@@ -2684,7 +2688,8 @@ ngx_astralform_page(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
     va_list  args;
 
     static u_char  head[] =
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n"
+        "<meta charset=\"utf-8\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, "
         "initial-scale=1\">\n<title>";
     static u_char  middle[] =

@@ -47,20 +47,21 @@ nope
 --- config
     location /dav/ {
         root html;
-        dav_methods PUT;
+        dav_methods PUT DELETE;
         create_full_put_path on;
         add_header X-Who "$http_x_who" always;
     }
 --- more_headers
 X-Who: alice
 --- request eval
-["PUT /dav/x.txt\n" . "a" x 3 . "bc\n", "GET /dav/x.txt"]
+["PUT /dav/x.txt\n" . "a" x 3 . "bc\n", "GET /dav/x.txt",
+ "DELETE /dav/x.txt"]
 --- error_code eval
-[201, 200]
+[201, 200, 204]
 --- response_headers eval
-["X-Who: alice", "X-Who: alice\nContent-Length: 5"]
+["X-Who: alice", "X-Who: alice\nContent-Length: 5", "X-Who: alice"]
 --- response_body eval
-["", "aaabc"]
+["", "aaabc", ""]
 
 
 

@@ -13,11 +13,14 @@ use File::Path ();
 use File::Temp ();
 
 BEGIN {
+    unshift @INC, ($ENV{TEST_NGINX_REPO} || '.') . '/t/fixtures';
     $ENV{TEST_NGINX_FIXTURES} = ($ENV{TEST_NGINX_REPO} || '.')
                                 . '/t/fixtures';
     $ENV{TEST_NGINX_CATALOG} = ($ENV{TEST_NGINX_REPO} || '.')
                                . '/conf/connectors';
 }
+
+use Fixtures;
 
 our $F = $ENV{TEST_NGINX_FIXTURES};
 our $TODO;
@@ -25,6 +28,16 @@ our $TODO;
 repeat_each(1);
 no_shuffle();
 log_level('info');
+
+# the runner truncates error.log for each block: keep what was logged; and
+# every block gets the API location unless it has a config of its own (the
+# real Test::Nginx::Socket starts no new nginx for a block without config)
+add_block_preprocessor(sub {
+    my $block = shift;
+    log_snapshot();
+    $block->set_value(config => "    location /v1/ { astralform_api; }\n")
+        unless defined $block->config;
+});
 
 run_tests();
 
@@ -46,6 +59,7 @@ sub conf_test {
     print $fh $conf;
     close $fh;
     my $out = `$binary -t -p $tmp/ -c $tmp/nginx.conf 2>&1`;
+    log_add('nginx -t', $out);
     return ($? >> 8, $out);
 }
 
@@ -61,7 +75,7 @@ my ($status, $out) = conf_test($project . <<"_EOC_");
                          client_secret_file=$F/no-such.secret;
 _EOC_
 isnt($status, 0, 'nginx -t: an unreadable client_secret_file fails');
-like($out, qr/\[emerg\] cannot read secret file "\Q$F\E\/no-such\.secret"/,
+like($out, qr/\[emerg\] \d+#\d+: cannot read secret file "\Q$F\E\/no-such\.secret"/,
      'nginx -t: the message names the file');
 like($out, qr/test failed/, 'nginx -t: test failed');
 
@@ -86,16 +100,14 @@ TODO: {
 _EOC_
     like($out, qr/\[emerg\][^\n]*"astralform_project"/,
          'nginx -t: a short admin key names "astralform_project"');
-
-    ($status, $out) = conf_test(<<"_EOC_");
-    astralform_redis 127.0.0.1:6379 password_file=$F/no-such.password;
-    astralform_key k1 $F/master.key;
-    astralform_public_url https://gw.example.com;
-    astralform_project p1 admin_key_file=$F/no-such.keys;
-_EOC_
-    like($out, qr/\[emerg\][^\n]*"astralform_redis"/,
-         'control: password_file errors do name "astralform_redis"');
 }
+
+# for comparison: astralform_redis reads its password_file itself and names
+# the directive
+($status, $out) = conf_test(
+    "    astralform_redis 127.0.0.1:6379 password_file=$F/no-such.pw;\n");
+like($out, qr/\[emerg\] \d+#\d+: "astralform_redis" cannot read password_file/,
+     'nginx -t: an unreadable password_file names "astralform_redis"');
 
 # one catalog connector twice: its tools would have the same names (the
 # API refuses this with 409 already_enabled)
@@ -109,7 +121,7 @@ TODO: {
     local $TODO = 'ngx_astralform_resolve_connector() accepts a catalog '
                   . 'slug twice in a project';
     isnt($status, 0, 'nginx -t: slack enabled twice in p1 fails');
-    like($out, qr/\[emerg\] "astralform_connector p1 slack"/,
+    like($out, qr/\[emerg\] \d+#\d+: "astralform_connector p1 slack"/,
          'nginx -t: the message names the connector');
 }
 
@@ -143,7 +155,9 @@ for my $k (sort keys %keys) {
 
 sub shipped_test {
     my $out = `$binary -t -p $tree/run/ -c $tree/conf/nginx.conf 2>&1`;
-    return ($? >> 8, $out);
+    my $status = $? >> 8;
+    log_add('nginx -t conf/nginx.conf', $out);
+    return ($status, $out);
 }
 
 ($status, $out) = shipped_test();
@@ -158,6 +172,13 @@ isnt($status, 0, 'conf/nginx.conf without run/keys/master.key fails');
 like($out, qr/\Q$tree\E\/conf\/\.\.\/run\/keys\/master\.key/,
      'nginx -t names the missing key file');
 like($out, qr/test failed/, 'conf/nginx.conf without its key: test failed');
+log_add('conf/nginx.conf error log',
+        scalar `cat $tree/run/logs/*.log 2>/dev/null`);
+
+
+# --- no secret in any log ----------------------------------------------------
+
+scan_logs();
 
 __DATA__
 
@@ -190,6 +211,15 @@ __DATA__
                          client_secret_file=$TEST_NGINX_FIXTURES/client.secret;
     astralform_return_origin https://app.example.com http://localhost:3000;
     astralform_max_body_size 8k;
+    astralform_http_ca_file /etc/ssl/certs/ca-certificates.crt;
+    astralform_http_connect_timeout 2s;
+    astralform_http_timeout 10s;
+    astralform_http_max_response_size 1m;
+    astralform_http_max_host_connections 8;
+    astralform_session_ttl 5m;
+    astralform_state_ttl 5m;
+    astralform_refresh_skew 30s;
+    astralform_revoke_timeout 3s;
 --- config
     location /v1/ {
         astralform_api;
@@ -856,3 +886,33 @@ GET /v1/health
 --- must_die
 --- error_log
 "astralform_connector" has an invalid parameter "public"
+
+
+
+=== TEST 58: astralform_return_origin: not an origin
+--- http_config
+    astralform_return_origin https://app.example.com/after-connect;
+--- must_die
+--- error_log
+"astralform_return_origin" must be an origin such as https://app.example.com, not "https://app.example.com/after-connect"
+
+
+
+=== TEST 59: a tuning directive with a bad value
+--- http_config
+    astralform_http_timeout soon;
+--- must_die
+--- error_log
+"astralform_http_timeout" directive invalid value
+
+
+
+=== TEST 60: astralform_api twice in a location
+--- config
+    location /v1/ {
+        astralform_api;
+        astralform_api;
+    }
+--- must_die
+--- error_log
+"astralform_api" directive is duplicate

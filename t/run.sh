@@ -26,11 +26,20 @@ PIDS=()
 STATUS=1
 RUN_TMP=
 SERVROOT=
+KEEP_SERVROOT=
+PROVE_PID=
 
 log() { printf 't/run.sh: %s\n' "$*" >&2; }
 
+# shellcheck disable=SC2317  # invoked by the trap
 cleanup() {
     local pid
+
+    if [ -n "$PROVE_PID" ]; then
+        pkill -TERM -P "$PROVE_PID" 2>/dev/null    # the running test file
+        kill "$PROVE_PID" 2>/dev/null
+        wait "$PROVE_PID" 2>/dev/null
+    fi
 
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null
@@ -50,9 +59,9 @@ cleanup() {
 
     if [ "$STATUS" = 0 ]; then
         [ -n "$RUN_TMP" ] && rm -rf "$RUN_TMP"
-        [ -n "$SERVROOT" ] && rm -rf "$SERVROOT"
+        [ -n "$SERVROOT" ] && [ -z "$KEEP_SERVROOT" ] && rm -rf "$SERVROOT"
     elif [ -n "$RUN_TMP" ]; then
-        log "logs kept in ${RUN_TMP#$ROOT/} and ${SERVROOT#$ROOT/}"
+        log "logs kept in ${RUN_TMP#"$ROOT"/} and ${SERVROOT#"$ROOT"/}"
     fi
 }
 trap cleanup EXIT
@@ -143,7 +152,13 @@ fi
 export TEST_NGINX_SERVER_PORT=${TEST_NGINX_SERVER_PORT:-$SERVER_PORT}
 
 RUN_TMP=$ROOT/t/tmp/$TEST_NGINX_SERVER_PORT
-SERVROOT=${TEST_NGINX_SERVROOT:-$ROOT/t/servroot_$TEST_NGINX_SERVER_PORT}
+if [ -n "${TEST_NGINX_SERVROOT:-}" ]; then
+    KEEP_SERVROOT=1
+    SERVROOT=$TEST_NGINX_SERVROOT
+else
+    KEEP_SERVROOT=
+    SERVROOT=$ROOT/t/servroot_$TEST_NGINX_SERVER_PORT
+fi
 export TEST_NGINX_SERVROOT=$SERVROOT
 rm -rf "$RUN_TMP"
 mkdir -p "$RUN_TMP/redis"
@@ -221,6 +236,11 @@ log "nginx :$TEST_NGINX_SERVER_PORT, redis :$TEST_NGINX_REDIS_PORT," \
     "mock :${TEST_NGINX_MOCK_PORT:--}, mcp :${TEST_NGINX_MCP_PORT:--}," \
     "oidc :${TEST_NGINX_OIDC_PORT:--}"
 
-prove -I t/lib "$@"
+# in the background, so that a signal is handled at once, not when prove
+# (maybe stuck in a hanging test) returns
+prove -I t/lib "$@" &
+PROVE_PID=$!
+wait "$PROVE_PID"
 STATUS=$?
+PROVE_PID=
 exit "$STATUS"

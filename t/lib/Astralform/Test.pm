@@ -14,9 +14,15 @@ package Astralform::Test;
 #       # same sections as the data blocks: main_config, http_config, config;
 #       # start_nginx($string) means config => $string.  $TEST_NGINX_FOO is
 #       # expanded, TEST_NGINX_LOAD_MODULES are loaded, the server runs from
-#       # $TEST_NGINX_SERVROOT or t/servroot (daemon, master on, error_log debug) and listens on
-#       # $TEST_NGINX_SERVER_PORT.  Any running nginx of that servroot is
-#       # stopped first; the error log is truncated.
+#       # $TEST_NGINX_SERVROOT or t/servroot (daemon, master on, error_log
+#       # debug) and listens on $TEST_NGINX_SERVER_PORT.  Any running nginx
+#       # of that servroot is stopped first; the error log is truncated.
+#       # Other options: workers, master, log_level, worker_connections,
+#       # env (arrayref), post_main_config, no_root_location, port.
+#
+#   nginx_conf(%sections)     # (export it) the nginx.conf text; servroot =>
+#                             # DIR puts its logs/pid elsewhere, e.g. for
+#                             # `nginx -t -p DIR/`
 #
 #   my ($status, $headers, $body) = http_req('POST', '/v1/x',
 #           ['Authorization' => 'Bearer k',
@@ -79,9 +85,13 @@ sub expand_env {
 
 # Build nginx.conf the way Test::Nginx::Socket lays it out.  Options:
 # main_config http_config config post_main_config workers master log_level
-# worker_connections no_root_location env (arrayref) port.
+# worker_connections no_root_location env (arrayref) port, and servroot
+# (default $ServRoot) for a config run elsewhere: even `nginx -t` creates
+# the pid file it names, and an empty one in the servroot confuses
+# Test::Nginx::Socket.
 sub nginx_conf {
     my %o = @_;
+    my $root = $o{servroot} || $ServRoot;
     my $port = $o{port} || server_port();
     my $workers = $o{workers} || 1;
     my $master = $o{master} || $ENV{TEST_NGINX_MASTER_PROCESS} || 'on';
@@ -102,12 +112,12 @@ sub nginx_conf {
     my $temp = '';
     for my $t (qw(client_body proxy fastcgi uwsgi scgi)) {
         next if $http =~ /\b${t}_temp_path\b/;
-        $temp .= "    ${t}_temp_path $ServRoot/${t}_temp;\n";
+        $temp .= "    ${t}_temp_path $root/${t}_temp;\n";
     }
 
-    my $root = $o{no_root_location} ? '' : <<"_EOC_";
+    my $root_loc = $o{no_root_location} ? '' : <<"_EOC_";
         location / {
-            root $ServRoot/html;
+            root $root/html;
             index index.html index.htm;
         }
 _EOC_
@@ -123,13 +133,13 @@ _EOC_
 ${load}worker_processes  $workers;
 daemon on;
 master_process $master;
-error_log $ErrLog $level;
-pid       $PidFile;
+error_log $root/logs/error.log $level;
+pid       $root/logs/nginx.pid;
 $user$env
 $main
 
 http {
-    access_log $ServRoot/logs/access.log;
+    access_log $root/logs/access.log;
 $temp
     default_type text/plain;
     keepalive_timeout  68;
@@ -145,7 +155,7 @@ $http
 $config
         # End test case config.
 
-$root    }
+$root_loc    }
 }
 
 $post

@@ -34,6 +34,9 @@ package Test::Nginx::Socket;
 # undefined $TEST_NGINX_ variable, fails instead of bailing out the run;
 # --- init code is evaluated in package Test::Nginx::Util like the real one,
 # so call helpers there fully qualified (Astralform::Test::redis_cmd).
+# A block without --- config reuses the running nginx, as in the real one;
+# if it has main_config, http_config or must_die it fails here, because the
+# real one would silently ignore them (or bail out).
 
 use strict;
 use warnings;
@@ -163,6 +166,12 @@ sub _cleanup {
 
 END { _cleanup() }
 
+# stop nginx when the run is interrupted, too
+for my $sig (qw(INT TERM)) {
+    next if $SIG{$sig} && $SIG{$sig} ne 'DEFAULT';
+    $SIG{$sig} = sub { _cleanup(); exit($sig eq 'INT' ? 130 : 143) };
+}
+
 sub _conf {
     my ($block) = @_;
     my $level = _sec($block, 'log_level');
@@ -191,13 +200,34 @@ sub run_test {
         return;
     }
 
+    # Without a --- config section the real module starts nothing: it
+    # reuses the previous server and ignores the block's other config
+    # sections.  Fail where that would silently test something else.
+    my $reuse = !defined _sec($block, 'config');
+    if ($reuse) {
+        my @ignored = grep { defined _sec($block, $_) }
+                      qw(main_config http_config post_main_config must_die);
+        if (@ignored) {
+            Test::More::fail("$name - has --- @ignored but no --- config "
+                             . 'section (may be empty): Test::Nginx::Socket '
+                             . 'would reuse the previous nginx and ignore '
+                             . 'them');
+            return;
+        }
+        if (!defined $PrevConf || !nginx_running()) {
+            Test::More::fail("$name - No '--- config' section specified and "
+                             . 'could not get previous one');
+            return;
+        }
+    }
+
     if (defined _sec($block, 'must_die')) {
         _run_must_die($block, $conf);
         return;
     }
 
-    if ($ForceRestart || !defined $PrevConf || $PrevConf ne $conf
-        || !nginx_running())
+    if (!$reuse && ($ForceRestart || !defined $PrevConf || $PrevConf ne $conf
+                    || !nginx_running()))
     {
         warn "starting nginx for $name\n" if $Verbose;
         my ($status, $stderr) = start_nginx_raw($conf, port => $ServerPort,
