@@ -55,6 +55,7 @@ typedef struct {
     ngx_astralform_catalog_t      catalog;
     ngx_array_t                   projects;        /* ngx_astralform_project_t */
     ngx_array_t                  *return_origins;  /* of ngx_str_t */
+    ngx_array_t                  *mcp_origins;     /* of ngx_str_t */
     ngx_astralform_http_conf_t    http;
     size_t                        max_body_size;
     ngx_msec_t                    session_ttl;

@@ -599,6 +599,60 @@ ngx_astralform_valid_url(ngx_str_t *url)
 }
 
 
+/*
+ * Whether url is on one of origins ("https://host[:port]", as configured):
+ * the origin exactly, then nothing or a path, query or fragment. Userinfo,
+ * backslashes, encoded slashes and whitespace are refused outright.
+ */
+ngx_int_t
+ngx_astralform_url_in_origins(ngx_array_t *origins, ngx_str_t *url)
+{
+    u_char      *p, *last, *end;
+    ngx_str_t   *origin;
+    ngx_uint_t   i;
+
+    if (origins == NULL || url->len == 0 || url->len > 2048) {
+        return NGX_DECLINED;
+    }
+
+    last = url->data + url->len;
+
+    for (p = url->data; p < last; p++) {
+        if (*p <= ' ' || *p >= 0x7f || *p == '\\' || *p == '"' || *p == '<'
+            || *p == '>' || *p == '`')
+        {
+            return NGX_DECLINED;
+        }
+
+        if (*p == '%' && last - p >= 3
+            && ((p[1] == '2' && (p[2] == 'f' || p[2] == 'F'))
+                || (p[1] == '5' && (p[2] == 'c' || p[2] == 'C'))))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    origin = origins->elts;
+
+    for (i = 0; i < origins->nelts; i++) {
+        if (url->len < origin[i].len
+            || ngx_strncasecmp(url->data, origin[i].data, origin[i].len) != 0)
+        {
+            continue;
+        }
+
+        /* "https://a.example.com.evil" or "...com:8443" is another host */
+        end = url->data + origin[i].len;
+
+        if (end == last || *end == '/' || *end == '?' || *end == '#') {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
 static ngx_int_t
 ngx_astralform_catalog_endpoint(ngx_pool_t *pool, ngx_str_t *dst, json_t *obj,
     const char *key)

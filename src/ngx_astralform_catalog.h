@@ -74,6 +74,7 @@ json_t *ngx_astralform_catalog_tool(ngx_astralform_def_t *def,
     ngx_str_t *name);
 const char *ngx_astralform_type_name(ngx_astralform_type_e type);
 ngx_int_t ngx_astralform_valid_url(ngx_str_t *url);
+ngx_int_t ngx_astralform_url_in_origins(ngx_array_t *origins, ngx_str_t *url);
 
 
 #endif /* _NGX_ASTRALFORM_CATALOG_H_INCLUDED_ */

@@ -464,6 +464,18 @@ ngx_astralform_connector_fields(ngx_astralform_ctx_t *ctx,
                 return "\"mcp_url\" must be an absolute http(s) URL";
             }
 
+            /*
+             * A project admin must not turn the gateway into a proxy to
+             * any host: only origins the operator allowed.
+             */
+            if (ngx_astralform_url_in_origins(ctx->amcf->mcp_origins,
+                                              &conn->mcp_url)
+                != NGX_OK)
+            {
+                return "\"mcp_url\" is not on an origin allowed by "
+                       "astralform_mcp_allowed_origin";
+            }
+
         } else if (ngx_strcmp(key, "oauth_scopes") == 0) {
             conn->scopes = ngx_array_create(ctx->request->pool, 4,
                                             sizeof(ngx_str_t));

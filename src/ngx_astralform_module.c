@@ -125,7 +125,14 @@ static ngx_command_t  ngx_astralform_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_astralform_return_origin,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
+      offsetof(ngx_astralform_main_conf_t, return_origins),
+      NULL },
+
+    { ngx_string("astralform_mcp_allowed_origin"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_astralform_return_origin,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_astralform_main_conf_t, mcp_origins),
       NULL },
 
     { ngx_string("astralform_http_ca_file"),
@@ -804,21 +811,21 @@ ngx_astralform_resolve_connector(ngx_conf_t *cf,
 }
 
 
+/* a list of origins: astralform_return_origin, astralform_mcp_allowed_origin */
 static char *
 ngx_astralform_return_origin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_astralform_main_conf_t *amcf = conf;
-
-    u_char      *p;
-    ngx_str_t   *value, *origin;
-    ngx_uint_t   i;
+    u_char        *p;
+    ngx_str_t     *value, *origin;
+    ngx_uint_t     i;
+    ngx_array_t  **list;
 
     value = cf->args->elts;
+    list = (ngx_array_t **) ((char *) conf + cmd->offset);
 
-    if (amcf->return_origins == NULL) {
-        amcf->return_origins = ngx_array_create(cf->pool, 4,
-                                                sizeof(ngx_str_t));
-        if (amcf->return_origins == NULL) {
+    if (*list == NULL) {
+        *list = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+        if (*list == NULL) {
             return NGX_CONF_ERROR;
         }
     }
@@ -834,13 +841,13 @@ ngx_astralform_return_origin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (ngx_astralform_valid_url(&value[i]) != NGX_OK || p != NULL) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"astralform_return_origin\" must be an "
-                               "origin such as https://app.example.com, "
-                               "not \"%V\"", &value[i]);
+                               "\"%V\" must be an origin such as "
+                               "https://app.example.com, not \"%V\"",
+                               &cmd->name, &value[i]);
             return NGX_CONF_ERROR;
         }
 
-        origin = ngx_array_push(amcf->return_origins);
+        origin = ngx_array_push(*list);
         if (origin == NULL) {
             return NGX_CONF_ERROR;
         }

@@ -202,6 +202,31 @@ ok($cancel, 'slow call: notifications/cancelled sent');
 is($cancel && $cancel->{rpc}{params}{requestId}, $slow && $slow->{rpc}{id},
    'slow call: for the request given up');
 
+# the client goes away during a call: the server is told as well
+{
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $ENV{TEST_NGINX_SERVER_PORT})
+        or die "connect: $!";
+    my $body = $json->encode({ name => 'slowcall_echo', arguments => {} });
+    print $s "POST /v1/projects/W/tools/call HTTP/1.1\r\nHost: x\r\n"
+             . "Authorization: Bearer $AGENT\r\n"
+             . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    sleep 0.5;
+    close $s;
+}
+my @cancels = wait_for(sub {
+    my @c = grep { ($_->{rpc}{method} // '') eq 'notifications/cancelled' }
+            requests('slowcall');
+    @c == 2 ? @c : ();
+});
+my @calls = grep { ($_->{rpc}{method} // '') eq 'tools/call' }
+            requests('slowcall');
+is(scalar @cancels, 2, 'client gone: notifications/cancelled sent');
+is($cancels[1] && $cancels[1]{rpc}{params}{requestId},
+   $calls[1] && $calls[1]{rpc}{id}, 'client gone: for the call in flight');
+($st) = call('stateless_echo', { text => 'still here' });
+is($st, 200, 'client gone: the worker goes on');
+
 # --- concurrent first calls to the real server leave one session ---------
 
 start_nginx(http_config => $http_config,
