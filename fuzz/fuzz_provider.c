@@ -92,7 +92,7 @@ fz_check_mapping(fz_req_t *req)
         return;
     }
 
-    ans = json_loads(req->answer, 0, NULL);
+    ans = json_loads(req->answer, JSON_ALLOW_NUL, NULL);
     err = json_string_value(json_object_get(ans, "error"));
 
     line = *last;

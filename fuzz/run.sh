@@ -51,9 +51,9 @@ for name in "$@"; do
     rc=$?
     secs=$(( $(date +%s) - start ))
 
-    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
-    new=$(sed -n 's/^stat::new_units_added: *//p' "$log")
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+    new=$(sed -n 's/^stat::new_units_added: *//p' "$log" | tail -1)
     corpus=$(find "$work" "$seeds" -type f | wc -l)
 
     if [ $rc -eq 0 ]; then

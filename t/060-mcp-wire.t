@@ -227,6 +227,9 @@ is($cancels[1] && $cancels[1]{rpc}{params}{requestId},
 ($st) = call('stateless_echo', { text => 'still here' });
 is($st, 200, 'client gone: the worker goes on');
 
+unlike(error_log_text(), qr/\[(?:alert|crit|emerg)\]/,
+       'no alert in the error log');
+
 # --- concurrent first calls to the real server leave one session ---------
 
 start_nginx(http_config => $http_config,
@@ -272,6 +275,9 @@ my $before = $stats->{initialize};
 is($st, 200, 'later call: 200');
 is(mcp_hook('stats', 'GET')->{initialize}, $before,
    'later call: the kept session used');
+
+unlike(error_log_text(), qr/\[(?:error|alert|crit|emerg)\]/,
+       'concurrent first calls: no error in the error log');
 
 stop_nginx();
 done_testing();

@@ -334,6 +334,7 @@ qr/MCP connector "mute" of project "P" at "127.0.0.1:\d+" skipped in the tool li
 
 === TEST 16: a remote_mcp connector enabled through the API lists its tools
 --- http_config
+    astralform_mcp_allowed_origin http://127.0.0.1:$TEST_NGINX_MCP_PORT;
     astralform_connector P remote_mcp id=tools1 mcp_url=http://127.0.0.1:$TEST_NGINX_MCP_PORT/mcp;
 --- request eval
 ["POST /v1/projects/P/connectors\n{\"connector_slug\":\"remote_mcp\",\"id\":\"api1\",\"mcp_url\":\"http://127.0.0.1:$ENV{TEST_NGINX_MCP_PORT}/mcp-json\"}",
