@@ -700,10 +700,13 @@ ngx_astralform_call_done(ngx_astralform_http_req_t *hr)
     if (ngx_astralform_call_auth_failed(call, hr, body)) {
         json_decref(body);
 
-        if (!call->retried && call->tok != NULL && !call->tok->is_api_key
-            && call->tok->refresh_token.len)
+        if (!call->retried && call->tok != NULL && !call->tok->is_api_key)
         {
-            /* one refresh and one retry, then the user must reconnect */
+            /*
+             * One refresh and one retry, then the user must reconnect.
+             * Without a refresh token the refresh fails for good and
+             * deletes the dead record, so the connection shows missing.
+             */
             call->retried = 1;
             ngx_astralform_oauth_refresh(ctx, call->conn, call->tok,
                                          ngx_astralform_call_refreshed);

@@ -210,6 +210,7 @@ __DATA__
     astralform_connector p2 github client_id=gh-client-2
                          client_secret_file=$TEST_NGINX_FIXTURES/client.secret;
     astralform_return_origin https://app.example.com http://localhost:3000;
+    astralform_mcp_allowed_origin https://mcp.example.com;
     astralform_max_body_size 8k;
     astralform_http_ca_file /etc/ssl/certs/ca-certificates.crt;
     astralform_http_connect_timeout 2s;

@@ -53,6 +53,7 @@ our $HTTP_CONFIG = <<'_EOC_';
     astralform_public_url http://127.0.0.1:$TEST_NGINX_SERVER_PORT;
     astralform_catalog $TEST_NGINX_CATALOG;
     astralform_max_body_size 1k;
+    astralform_mcp_allowed_origin http://127.0.0.1:1;
     astralform_project p1 admin_key_file=$TEST_NGINX_FIXTURES/p1-admin.keys
                        agent_key_file=$TEST_NGINX_FIXTURES/p1-agent.keys;
     astralform_project p2 admin_key_file=$TEST_NGINX_FIXTURES/p2-admin.keys
@@ -570,13 +571,14 @@ Authorization: Bearer $TEST_NGINX_P1_ADMIN
  '{"connector_slug": "github", "oauth_client_id": "x", "oauth_client_secret": 7}',
  '{"connector_slug": "openweather", "api_key": ""}',
  '{"connector_slug": "remote_mcp", "id": "bad id!", "mcp_url": "http://127.0.0.1:1/mcp"}',
- '{"connector_slug": "remote_mcp", "id": "mcp1", "mcp_url": "ftp://127.0.0.1/mcp"}']
+ '{"connector_slug": "remote_mcp", "id": "mcp1", "mcp_url": "ftp://127.0.0.1/mcp"}',
+ '{"connector_slug": "remote_mcp", "id": "mcp1", "mcp_url": "http://127.0.0.1:2/mcp"}']
 --- more_headers
 Authorization: Bearer $TEST_NGINX_P1_ADMIN
 --- error_code eval
-[(400) x 10]
+[(400) x 11]
 --- response_body_like eval
-[(main::err('invalid_request')) x 10]
+[(main::err('invalid_request')) x 11]
 
 
 

@@ -178,6 +178,9 @@ for my $conn (qw(slack notion github)) {
     }
 }
 
+unlike(error_log_text(), qr/\[(?:error|crit|alert|emerg)\]/,
+       'three complete flows: nothing logged at error level');
+
 # --- provider-specific details -----------------------------------------------
 
 # Slack: the user's refresh token is kept (authed_user.refresh_token)

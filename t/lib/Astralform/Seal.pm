@@ -7,7 +7,7 @@ package Astralform::Seal;
 #     GCM additional data = "v1.<kid>." . "astralform|<project>|<connector>|<what>|<user>"
 #
 #   seal_token($key_hex, $kid, $project, $connector, $user, \%record)
-#   open_blob($key_hex, $kid_expected, $aad, $blob)  -> plaintext or undef
+#   open_blob($key_hex, $aad, $blob)  -> plaintext or undef
 
 use strict;
 use warnings;

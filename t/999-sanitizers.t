@@ -1,0 +1,95 @@
+# The sanitizer and valgrind verdict of a run.  It sorts last, so t/run.sh
+# runs it after every other file; scripts/asan.sh and scripts/valgrind.sh
+# append it to a subset.  It stops the nginx the last file left running, so
+# that every process has exited and written its LeakSanitizer or memcheck
+# summary, then fails on
+#   - any ASan, LSan or UBSan report: the files asan.PID and ubsan.PID in
+#     $TEST_NGINX_SANITIZER_DIR (make asan sets their log_path there), and
+#     the same reports in the logs of this run's servroots (without a
+#     log_path they go to stderr, which nginx points at its error log);
+#   - any memcheck error (invalid read/write/free, uninitialised value,
+#     definite leak): valgrind.PID.log files whose ERROR SUMMARY is not 0,
+#     or that hold an error block but no summary (a killed process).
+# Outside make asan / make valgrind only the servroot logs are scanned.
+
+use strict;
+use warnings;
+
+use Test::More;
+use lib 't/lib';
+use Astralform::Test qw(stop_nginx);
+use Time::HiRes ();
+
+my $dir = $ENV{TEST_NGINX_SANITIZER_DIR};
+my $root = $Astralform::Test::ServRoot;
+
+stop_nginx();
+
+my $san_re = qr/ERROR: (?:Address|Leak)Sanitizer|==\d+==ERROR: |(?::\d+:\d+|<unknown>): runtime error: /;
+my $vg_re = qr/^==\d+== (?:Invalid (?:read|write|free)|Mismatched free|Conditional jump|Use of uninitialised|Syscall param|Source and destination overlap|Argument '\w+' of function|Process terminating|\S.* are definitely lost)/m;
+
+sub slurp {
+    my ($f) = @_;
+    open my $fh, '<', $f or return '';
+    local $/;
+    my $s = <$fh>;
+    return $s // '';
+}
+
+sub excerpt {
+    my ($text, $n) = @_;
+    my @l = split /\n/, $text;
+    return join("\n", @l > $n ? (@l[0 .. $n - 1], '...') : @l) . "\n";
+}
+
+# a valgrind log is complete once its process has gone
+sub wait_gone {
+    my ($pid) = @_;
+    my $deadline = Time::HiRes::time() + 60;
+    while (kill(0, $pid) && Time::HiRes::time() < $deadline) {
+        Time::HiRes::sleep(0.1);
+    }
+}
+
+my ($files, $incomplete) = (0, 0);
+
+if (defined $dir && -d $dir) {
+    for my $f (sort glob("$dir/asan.* $dir/ubsan.*")) {
+        $files++;
+        my $text = slurp($f);
+        ok(!length $text, "no sanitizer report in $f")
+            or diag(excerpt($text, 120));
+    }
+
+    for my $f (sort glob("$dir/valgrind.*.log")) {
+        $files++;
+        wait_gone($1) if $f =~ /valgrind\.(\d+)\.log$/;
+        my $text = slurp($f);
+        my ($errors) = $text =~ /ERROR SUMMARY: (\d+) errors/;
+        if (!defined $errors) {
+            $incomplete++;
+            ok($text !~ $vg_re, "no memcheck error in $f (no summary: "
+                                . "the process was killed)")
+                or diag(excerpt($text, 200));
+            next;
+        }
+        is($errors, 0, "memcheck: no error in $f")
+            or diag(excerpt($text, 200));
+    }
+}
+
+# every servroot of this run: t/servroot_PORT and t/servroot_PORT-*
+for my $sr (grep { -d } $root, glob("$root-*")) {
+    for my $f (grep { -f && !/\.pid$/ } glob("$sr/logs/*")) {
+        next if defined $dir && $f =~ m{^\Q$dir\E/};
+        my @hits = grep { /$san_re/ } split /\n/, slurp($f);
+        ok(!@hits, "no sanitizer report in $f")
+            or diag(excerpt(join("\n", @hits), 40));
+    }
+}
+
+diag("$incomplete valgrind log(s) without a summary") if $incomplete;
+note(defined $dir ? "$files report file(s) in $dir" : 'no sanitizer run');
+pass('sanitizer logs scanned');
+
+done_testing();
