@@ -37,7 +37,7 @@ $(ASAN_MODULE): $(ASAN_NGX_BUILD)/objs/Makefile $(SRCS)
 	cp $(ASAN_NGX_BUILD)/objs/ngx_astralform_module.so $@
 
 asan: deps $(ASAN_MODULE)
-	@ASAN_CC="$(ASAN_CC)" bash scripts/asan.sh asan $(TESTS)
+	@ASAN_CC="$(ASAN_CC)" bash scripts/asan.sh $(TESTS)
 
 valgrind: deps $(MODULE)
-	@bash scripts/asan.sh valgrind $(TESTS)
+	@bash scripts/valgrind.sh $(TESTS)

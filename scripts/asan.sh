@@ -107,10 +107,13 @@ export TEST_NGINX_SANITIZER=asan
 export TEST_NGINX_BINARY=$BIN/nginx
 export TEST_NGINX_LOAD_MODULES=$MODULE
 
-# a subset gets the check appended; no argument means every t/**/*.t
-if [ $# -gt 0 ]; then
-    set -- "$@" t/999-sanitizers.t
-fi
+# a subset gets the check appended; no test file means every t/**/*.t
+for a in "$@"; do
+    if [ -e "$a" ]; then
+        set -- "$@" t/999-sanitizers.t
+        break
+    fi
+done
 
 log "runtime: $PRELOAD_REAL"
 log "reports: ${RUN_LOGS#$ROOT/}"

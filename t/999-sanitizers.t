@@ -42,6 +42,39 @@ sub excerpt {
     return join("\n", @l > $n ? (@l[0 .. $n - 1], '...') : @l) . "\n";
 }
 
+# The reports of one asan.PID / ubsan.PID file that count.  LeakSanitizer
+# runs at every exit; nginx core never frees some memory it owns (the
+# connection and event arrays ngx_event_process_init() mallocs in each
+# worker, the init_cycle pool of main() when the configuration fails), and
+# Debian's stripped binary leaves those frames nameless, so no LSan
+# suppression could target them without also hiding the module's leaks
+# (every worker allocation has ngx_spawn_process() below it).  Instead a
+# leak counts when a frame of its allocation stack is in the module, which
+# every leak of the module's own or of a library it called has.  Every other
+# report (ASan errors, UBSan) counts.
+my $ignored_leaks = 0;
+
+sub reports {
+    my ($text) = @_;
+    my @bad;
+    for my $rep (split /^={20,}\n/m, $text) {
+        next unless $rep =~ /\S/;
+        if ($rep !~ /ERROR: LeakSanitizer/) {
+            push @bad, $rep;
+            next;
+        }
+        for my $leak (split /\n(?=(?:Direct|Indirect) leak of )/, $rep) {
+            next unless $leak =~ /^(?:Direct|Indirect) leak of /;
+            if ($leak =~ /ngx_astralform/) {
+                push @bad, $leak;
+            } else {
+                $ignored_leaks++;
+            }
+        }
+    }
+    return @bad;
+}
+
 # a valgrind log is complete once its process has gone
 sub wait_gone {
     my ($pid) = @_;
@@ -56,9 +89,9 @@ my ($files, $incomplete) = (0, 0);
 if (defined $dir && -d $dir) {
     for my $f (sort glob("$dir/asan.* $dir/ubsan.*")) {
         $files++;
-        my $text = slurp($f);
-        ok(!length $text, "no sanitizer report in $f")
-            or diag(excerpt($text, 120));
+        my @bad = reports(slurp($f));
+        ok(!@bad, "no sanitizer report in $f")
+            or diag(excerpt(join("\n", @bad), 150));
     }
 
     for my $f (sort glob("$dir/valgrind.*.log")) {
@@ -89,6 +122,7 @@ for my $sr (grep { -d } $root, glob("$root-*")) {
 }
 
 diag("$incomplete valgrind log(s) without a summary") if $incomplete;
+note("$ignored_leaks leak record(s) of nginx core alone") if $ignored_leaks;
 note(defined $dir ? "$files report file(s) in $dir" : 'no sanitizer run');
 pass('sanitizer logs scanned');
 
