@@ -55,15 +55,49 @@ fz_word(ngx_str_t *line)
 }
 
 
+/* the non-empty "/"-separated segments of path: the count, the first 4 */
+static ngx_uint_t
+fz_segments(char *path, char seg[4][64])
+{
+    char        *p;
+    size_t       len;
+    ngx_uint_t   n;
+
+    n = 0;
+    p = path;
+
+    while (*p) {
+        len = strcspn(p, "/");
+
+        if (len > 0) {
+            if (n < 4) {
+                len = len < 63 ? len : 63;
+                memcpy(seg[n], p, len);
+                seg[n][len] = '\0';
+            }
+
+            n++;
+        }
+
+        p += strcspn(p, "/");
+        if (*p == '/') {
+            p++;
+        }
+    }
+
+    return n;
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char           *method, *path, *user, *agent;
+    char           *method, *path, *user, *agent, seg[4][64];
     u_char          msg[512];
     json_t         *body;
     fz_req_t       *req;
     ngx_str_t       all, line, rest;
-    ngx_uint_t      m;
+    ngx_uint_t      m, n;
     json_error_t    jerr;
     fz_handler_pt   handler;
     ngx_astralform_key_role_e  role;
@@ -91,15 +125,34 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         goto done;
     }
 
-    if (strncmp(path, "tools/call", 10) == 0) {
+    /* only what the router of ngx_astralform_api.c sends to each */
+
+    n = fz_segments(path, seg);
+
+    if (n == 2 && strcmp(seg[0], "tools") == 0
+        && strcmp(seg[1], "call") == 0 && m == NGX_HTTP_POST)
+    {
         handler = ngx_astralform_tools_call_handler;
         role = NGX_ASTRALFORM_KEY_AGENT;
-    } else if (strncmp(path, "connectors", 10) == 0) {
+
+    } else if (n == 1 && strcmp(seg[0], "connectors") == 0
+               && m == NGX_HTTP_POST)
+    {
         handler = ngx_astralform_connectors_handler;
         role = NGX_ASTRALFORM_KEY_ADMIN;
-    } else if (strncmp(path, "agents/", 7) == 0) {
+
+    } else if (n == 2 && strcmp(seg[0], "connectors") == 0
+               && m == NGX_HTTP_PATCH)
+    {
+        handler = ngx_astralform_connectors_handler;
+        role = NGX_ASTRALFORM_KEY_ADMIN;
+
+    } else if (n == 3 && strcmp(seg[0], "agents") == 0
+               && strcmp(seg[2], "connectors") == 0 && m == NGX_HTTP_PUT)
+    {
         handler = ngx_astralform_agents_handler;
         role = NGX_ASTRALFORM_KEY_ADMIN;
+
     } else {
         goto done;
     }

@@ -23,8 +23,8 @@
  *
  * Beyond the gateway's oracles, the answer must follow the design's
  * mapping: a provider timeout is 504 provider_timeout, a transport
- * failure 502 provider_error, a 429 is 429 rate_limited with a positive
- * retry_after, a 5xx is 502 provider_error with provider_status.
+ * failure 502 provider_error, a 429 is 429 rate_limited with a
+ * retry_after of 0 or more, a 5xx is 502 provider_error with provider_status.
  */
 
 
@@ -131,7 +131,7 @@ fz_check_mapping(fz_req_t *req)
 
             if (req->status != 429 || err == NULL
                 || strcmp(err, "rate_limited") != 0
-                || !json_is_integer(retry) || json_integer_value(retry) < 1)
+                || !json_is_integer(retry) || json_integer_value(retry) < 0)
             {
                 fz_fail("a provider 429 answered %u %s",
                         (unsigned) req->status, req->answer);

@@ -31,6 +31,7 @@ typedef struct {
     ngx_str_t                     sealed_secret;   /* sealed (API) */
     ngx_str_t                     sealed_api_key;  /* sealed (API) */
     ngx_str_t                     mcp_url;
+    ngx_str_t                     stored;          /* JSON as in Redis (API) */
     ngx_array_t                  *scopes;          /* of ngx_str_t */
     ngx_array_t                  *agents;          /* of ngx_str_t (config) */
     ngx_flag_t                    require_auth;
@@ -140,6 +141,9 @@ ngx_int_t ngx_astralform_key(ngx_astralform_ctx_t *ctx, ngx_str_t *out,
     const char *kind, ngx_str_t *sub);
 ngx_int_t ngx_astralform_redis(ngx_astralform_ctx_t *ctx,
     ngx_astralform_redis_pt handler, ngx_uint_t argc, ngx_str_t *argv);
+ngx_int_t ngx_astralform_hash_cas(ngx_astralform_ctx_t *ctx, ngx_str_t *key,
+    ngx_str_t *field, ngx_str_t *expect, ngx_str_t *value,
+    ngx_astralform_redis_pt handler, void *data);
 ngx_int_t ngx_astralform_wait(ngx_astralform_ctx_t *ctx);
 void ngx_astralform_step_done(ngx_astralform_ctx_t *ctx);
 ngx_int_t ngx_astralform_load_project(ngx_astralform_ctx_t *ctx,
@@ -152,6 +156,9 @@ json_t *ngx_astralform_connector_json(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn);
 json_t *ngx_astralform_connector_tools(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn);
+void ngx_astralform_connector_reseal(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn);
+ngx_uint_t ngx_astralform_valid_identity(ngx_str_t *id);
 ngx_int_t ngx_astralform_aad(ngx_pool_t *pool, ngx_str_t *out,
     ngx_str_t *project, ngx_str_t *connector, const char *what,
     ngx_str_t *user);

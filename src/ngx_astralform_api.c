@@ -310,9 +310,7 @@ static ngx_int_t
 ngx_astralform_identity(ngx_astralform_ctx_t *ctx, const char *name,
     ngx_str_t *dst)
 {
-    u_char      c;
     ngx_str_t   hname, *value;
-    ngx_uint_t  i;
 
     hname.data = (u_char *) name;
     hname.len = ngx_strlen(name);
@@ -322,23 +320,38 @@ ngx_astralform_identity(ngx_astralform_ctx_t *ctx, const char *name,
         return NGX_OK;
     }
 
-    if (value->len == 0 || value->len > NGX_ASTRALFORM_MAX_IDENTITY) {
+    if (!ngx_astralform_valid_identity(value)) {
         return NGX_ERROR;
-    }
-
-    for (i = 0; i < value->len; i++) {
-        c = value->data[i];
-
-        if (!(isalnum(c) || c == '_' || c == '-' || c == '.' || c == '@'
-              || c == ':'))
-        {
-            return NGX_ERROR;
-        }
     }
 
     *dst = *value;
 
     return NGX_OK;
+}
+
+
+/* an end user or agent id: 1 to 128 of A-Z a-z 0-9 _ - . @ : */
+ngx_uint_t
+ngx_astralform_valid_identity(ngx_str_t *id)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (id->len == 0 || id->len > NGX_ASTRALFORM_MAX_IDENTITY) {
+        return 0;
+    }
+
+    for (i = 0; i < id->len; i++) {
+        c = id->data[i];
+
+        if (!(isalnum(c) || c == '_' || c == '-' || c == '.' || c == '@'
+              || c == ':'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 
@@ -542,11 +555,11 @@ ngx_astralform_parse_body(ngx_astralform_ctx_t *ctx)
     ctx->body = json_loadb((char *) p, len, JSON_REJECT_DUPLICATES, &jerr);
 
     if (ctx->body == NULL) {
+        /* jansson's text may quote the body (a secret): position only */
         rc = ngx_astralform_send_error(ctx, NGX_HTTP_BAD_REQUEST,
                                        "invalid_json",
-                                       "the body is not valid JSON: %s "
-                                       "(at character %d)", jerr.text,
-                                       jerr.position);
+                                       "the body is not valid JSON (line %d, "
+                                       "column %d)", jerr.line, jerr.column);
         goto failed;
     }
 

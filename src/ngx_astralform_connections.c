@@ -79,24 +79,12 @@ ngx_astralform_connections_handler(ngx_astralform_ctx_t *ctx)
 static ngx_int_t
 ngx_astralform_connections_user(ngx_astralform_ctx_t *ctx)
 {
-    u_char      c;
     ngx_str_t  *uid;
-    ngx_uint_t  i;
 
     uid = &ctx->seg[4];
 
-    if (uid->len == 0 || uid->len > NGX_ASTRALFORM_MAX_USER) {
+    if (!ngx_astralform_valid_identity(uid)) {
         return NGX_ERROR;
-    }
-
-    for (i = 0; i < uid->len; i++) {
-        c = uid->data[i];
-
-        if (!(isalnum(c) || c == '_' || c == '-' || c == '.' || c == '@'
-              || c == ':'))
-        {
-            return NGX_ERROR;
-        }
     }
 
     ctx->user = *uid;

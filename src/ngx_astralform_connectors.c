@@ -728,6 +728,43 @@ ngx_astralform_connector_save(ngx_astralform_ctx_t *ctx,
 }
 
 
+/*
+ * Writes conn back after a secret was re-sealed with the current key, only
+ * over the JSON it was read from (fire and forget: a lost race re-seals on
+ * the next read).
+ */
+void
+ngx_astralform_connector_reseal(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn)
+{
+    char       *text;
+    json_t     *json;
+    ngx_str_t   key, value;
+
+    if (conn->from_config || conn->stored.len == 0) {
+        return;
+    }
+
+    json = ngx_astralform_connector_stored(conn);
+    text = json ? json_dumps(json, JSON_COMPACT) : NULL;
+    json_decref(json);
+
+    if (text == NULL) {
+        return;
+    }
+
+    value.data = (u_char *) text;
+    value.len = ngx_strlen(text);
+
+    if (ngx_astralform_key(ctx, &key, "connectors", NULL) == NGX_OK) {
+        (void) ngx_astralform_hash_cas(ctx, &key, &conn->id, &conn->stored,
+                                       &value, NULL, NULL);
+    }
+
+    ngx_free(text);
+}
+
+
 /* a step that may still be waiting: finish now unless it waits */
 static void
 ngx_astralform_finish_with(ngx_astralform_ctx_t *ctx, ngx_int_t rc)
@@ -743,6 +780,14 @@ ngx_astralform_agents_handler(ngx_astralform_ctx_t *ctx)
 {
     if (!ngx_astralform_is_admin(ctx)) {
         return ngx_astralform_admin_required(ctx);
+    }
+
+    /* an id no X-Astralform-Agent header could carry would never apply */
+    if (!ngx_astralform_valid_identity(&ctx->seg[4])) {
+        return ngx_astralform_send_error(ctx, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request",
+                                         "an agent id is 1 to 128 letters, "
+                                         "digits or \"_-.@:\"");
     }
 
     ctx->agent = ctx->seg[4];

@@ -98,6 +98,11 @@ ngx_astralform_key_load(ngx_conf_t *cf, ngx_astralform_key_t *key,
     }
 
     if (raw.len != NGX_ASTRALFORM_KEY_LEN) {
+        while (raw.len && (raw.data[raw.len - 1] == '\n'
+                           || raw.data[raw.len - 1] == '\r'))
+        {
+            raw.len--;
+        }
         ngx_explicit_memzero(raw.data, raw.len);
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"astralform_key\" file \"%V\" must hold 32 raw "
@@ -377,8 +382,7 @@ ngx_astralform_sha256_b64url(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *out)
 
 /*
  * Reads a small secret file into cf->pool, without its trailing newline
- * when trim is set.
- * The error names the file; the caller's directive is named by nginx.
+ * when trim is set. Errors name the directive being parsed and the file.
  */
 ngx_int_t
 ngx_astralform_read_secret_file(ngx_conf_t *cf, ngx_str_t *path,
@@ -386,10 +390,11 @@ ngx_astralform_read_secret_file(ngx_conf_t *cf, ngx_str_t *path,
 {
     u_char      *p;
     ssize_t      n;
-    ngx_str_t    full;
+    ngx_str_t    full, *directive;
     ngx_file_t   file;
     u_char       buf[NGX_ASTRALFORM_SECRET_MAX];
 
+    directive = cf->args->elts;
     full = *path;
 
     if (ngx_conf_full_name(cf->cycle, &full, 1) != NGX_OK) {
@@ -403,7 +408,8 @@ ngx_astralform_read_secret_file(ngx_conf_t *cf, ngx_str_t *path,
     file.fd = ngx_open_file(full.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
     if (file.fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "cannot read secret file \"%V\"", &full);
+                           "\"%V\" cannot read secret file \"%V\"",
+                           &directive[0], &full);
         return NGX_ERROR;
     }
 
@@ -417,7 +423,8 @@ ngx_astralform_read_secret_file(ngx_conf_t *cf, ngx_str_t *path,
     if ((size_t) n == sizeof(buf)) {
         ngx_explicit_memzero(buf, sizeof(buf));
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "secret file \"%V\" is too large", &full);
+                           "\"%V\" secret file \"%V\" is too large",
+                           &directive[0], &full);
         return NGX_ERROR;
     }
 
@@ -428,7 +435,8 @@ ngx_astralform_read_secret_file(ngx_conf_t *cf, ngx_str_t *path,
 
     if (p == buf) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "secret file \"%V\" is empty", &full);
+                           "\"%V\" secret file \"%V\" is empty",
+                           &directive[0], &full);
         return NGX_ERROR;
     }
 

@@ -790,6 +790,15 @@ ngx_astralform_resolve_connector(ngx_conf_t *cf,
                 problem = "repeats a connector id of the project";
                 break;
             }
+
+            /* catalog tool names are global: one instance of a slug */
+            if (other[i].def == conn->def
+                && conn->def->type != NGX_ASTRALFORM_REMOTE_MCP)
+            {
+                problem = "enables a catalog connector the project already "
+                          "has (its tool names would collide)";
+                break;
+            }
         }
     }
 
@@ -913,8 +922,8 @@ ngx_astralform_read_keys(ngx_conf_t *cf, ngx_str_t *path, ngx_array_t *keys)
 
         if (key->len < NGX_ASTRALFORM_MIN_API_KEY) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "a key in \"%V\" is shorter than %d "
-                               "characters", path,
+                               "\"astralform_project\" has a key in \"%V\" "
+                               "shorter than %d characters", path,
                                NGX_ASTRALFORM_MIN_API_KEY);
             return NGX_ERROR;
         }

@@ -237,13 +237,6 @@ static ngx_uint_t ngx_astralform_str_eq(ngx_str_t *a, ngx_str_t *b);
 static void ngx_astralform_wipe(ngx_str_t *s);
 
 
-/* HSET only if the field still holds the record the refresh used */
-static const char  ngx_astralform_cas_lua[] =
-    "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end "
-    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) "
-    "return 1";
-
-
 /* DEL only if the caller still owns the lock */
 static const char  ngx_astralform_unlock_lua[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -2051,7 +2044,7 @@ ngx_astralform_refresh_held(ngx_astralform_refresh_t *rf, ngx_int_t rc,
 static void
 ngx_astralform_refresh_exchanged(ngx_astralform_exchange_t *ex)
 {
-    ngx_str_t                  argv[7];
+    ngx_str_t                  key, blob;
     ngx_astralform_ctx_t      *ctx;
     ngx_astralform_token_t    *tok, *old;
     ngx_astralform_refresh_t  *rf;
@@ -2093,28 +2086,18 @@ ngx_astralform_refresh_exchanged(ngx_astralform_exchange_t *ex)
 
     /* compare-and-set: written only over the record the refresh used */
 
-    ngx_str_set(&argv[0], "EVAL");
-    argv[1].data = (u_char *) ngx_astralform_cas_lua;
-    argv[1].len = sizeof(ngx_astralform_cas_lua) - 1;
-    ngx_str_set(&argv[2], "1");
-    argv[4] = ctx->user;
-    argv[5] = old->blob;
-
-    if (ngx_astralform_token_seal(ctx, rf->conn, &ctx->user, tok, &argv[6])
+    if (ngx_astralform_token_seal(ctx, rf->conn, &ctx->user, tok, &blob)
         != NGX_OK
-        || ngx_astralform_key(ctx, &argv[3], "tokens", &rf->conn->id)
-           != NGX_OK
-        || ngx_astralform_redis_send(ctx->request->pool,
-                                     ctx->request->connection->log,
-                                     ngx_astralform_refresh_stored, rf, 7,
-                                     argv)
-           == NULL)
+        || ngx_astralform_key(ctx, &key, "tokens", &rf->conn->id) != NGX_OK
+        || ngx_astralform_hash_cas(ctx, &key, &ctx->user, &old->blob, &blob,
+                                   ngx_astralform_refresh_stored, rf)
+           != NGX_OK)
     {
         ngx_astralform_refresh_finish(rf, NGX_ERROR, NULL);
         return;
     }
 
-    tok->blob = argv[6];
+    tok->blob = blob;
 }
 
 

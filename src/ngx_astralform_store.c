@@ -20,6 +20,7 @@
 
 
 static void ngx_astralform_connectors_reply(redisReply *reply, void *data);
+static void ngx_astralform_cas_ignore(redisReply *reply, void *data);
 static void ngx_astralform_assignment_reply(redisReply *reply, void *data);
 static ngx_int_t ngx_astralform_connector_parse(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, redisReply *id, redisReply *value);
@@ -116,6 +117,55 @@ ngx_astralform_step_done(ngx_astralform_ctx_t *ctx)
     }
 
     ctx->next(ctx);
+}
+
+
+/* HSET only if the field still holds what was read ("" for nothing) */
+static const char  ngx_astralform_cas_lua[] =
+    "local cur = redis.call('HGET', KEYS[1], ARGV[1]) "
+    "if (cur or '') ~= ARGV[2] then return 0 end "
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) "
+    "return 1";
+
+
+/*
+ * Compare-and-set of one hash field: the reply is 1 when written, 0 when
+ * another writer came first. A NULL handler means fire and forget.
+ */
+ngx_int_t
+ngx_astralform_hash_cas(ngx_astralform_ctx_t *ctx, ngx_str_t *key,
+    ngx_str_t *field, ngx_str_t *expect, ngx_str_t *value,
+    ngx_astralform_redis_pt handler, void *data)
+{
+    ngx_str_t  argv[7];
+
+    ngx_str_set(&argv[0], "EVAL");
+    argv[1].data = (u_char *) ngx_astralform_cas_lua;
+    argv[1].len = sizeof(ngx_astralform_cas_lua) - 1;
+    ngx_str_set(&argv[2], "1");
+    argv[3] = *key;
+    argv[4] = *field;
+    argv[5] = *expect;
+    argv[6] = *value;
+
+    if (ngx_astralform_redis_send(ctx->request->pool,
+                                  ctx->request->connection->log,
+                                  handler ? handler
+                                          : ngx_astralform_cas_ignore,
+                                  data, 7, argv)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_astralform_cas_ignore(redisReply *reply, void *data)
+{
+    /* best effort: the next reader retries */
 }
 
 
@@ -324,6 +374,15 @@ ngx_astralform_connector_parse(ngx_astralform_ctx_t *ctx,
         json_decref(json);
         return NGX_ERROR;
     }
+
+    /* as stored: a re-seal writes only over what was read */
+    conn->stored.data = ngx_pnalloc(pool, value->len);
+    if (conn->stored.data == NULL) {
+        json_decref(json);
+        return NGX_ERROR;
+    }
+    conn->stored.len = value->len;
+    ngx_memcpy(conn->stored.data, value->str, value->len);
 
     slug.data = (u_char *) ngx_astralform_json_value(json, "connector_slug");
     slug.len = slug.data ? ngx_strlen(slug.data) : 0;

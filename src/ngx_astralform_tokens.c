@@ -21,17 +21,8 @@ static void ngx_astralform_token_stored(redisReply *reply, void *data);
 static ngx_int_t ngx_astralform_token_cas(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, ngx_str_t *expect, ngx_str_t *blob,
     ngx_astralform_redis_pt handler, void *data);
-static void ngx_astralform_token_resealed(redisReply *reply, void *data);
 static ngx_int_t ngx_astralform_token_str(ngx_pool_t *pool, ngx_str_t *dst,
     json_t *json, const char *key);
-
-
-/* HSET only if the field still holds what was read (or nothing, for "") */
-static const char  ngx_astralform_cas_lua[] =
-    "local cur = redis.call('HGET', KEYS[1], ARGV[1]) "
-    "if (cur or '') ~= ARGV[2] then return 0 end "
-    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) "
-    "return 1";
 
 
 void
@@ -116,19 +107,11 @@ ngx_astralform_token_got(redisReply *reply, void *data)
             == NGX_OK)
         {
             (void) ngx_astralform_token_cas(ctx, op->conn, &blob, &none,
-                                            ngx_astralform_token_resealed,
-                                            NULL);
+                                            NULL, NULL);
         }
     }
 
     op->handler(ctx, NGX_OK, tok);
-}
-
-
-static void
-ngx_astralform_token_resealed(redisReply *reply, void *data)
-{
-    /* best effort: the next read re-seals again if this one lost */
 }
 
 
@@ -203,29 +186,14 @@ ngx_astralform_token_cas(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, ngx_str_t *expect, ngx_str_t *blob,
     ngx_astralform_redis_pt handler, void *data)
 {
-    ngx_str_t  argv[7];
+    ngx_str_t  key;
 
-    ngx_str_set(&argv[0], "EVAL");
-    argv[1].data = (u_char *) ngx_astralform_cas_lua;
-    argv[1].len = sizeof(ngx_astralform_cas_lua) - 1;
-    ngx_str_set(&argv[2], "1");
-    argv[4] = ctx->user;
-    argv[5] = *expect;
-    argv[6] = *blob;
-
-    if (ngx_astralform_key(ctx, &argv[3], "tokens", &conn->id) != NGX_OK) {
+    if (ngx_astralform_key(ctx, &key, "tokens", &conn->id) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (ngx_astralform_redis_send(ctx->request->pool,
-                                  ctx->request->connection->log, handler,
-                                  data, 7, argv)
-        == NULL)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_astralform_hash_cas(ctx, &key, &ctx->user, expect, blob,
+                                   handler, data);
 }
 
 
@@ -365,7 +333,8 @@ ngx_int_t
 ngx_astralform_connector_secret(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, const char *what, ngx_str_t *out)
 {
-    ngx_str_t  *plain, *sealed, aad;
+    ngx_str_t   *plain, *sealed, aad, blob;
+    ngx_uint_t   stale;
 
     if (ngx_strcmp(what, "api_key") == 0) {
         plain = &conn->api_key;
@@ -391,12 +360,21 @@ ngx_astralform_connector_secret(ngx_astralform_ctx_t *ctx,
     }
 
     if (ngx_astralform_open(ctx->request->pool, &ctx->amcf->keys, &aad,
-                            sealed, out, NULL) != NGX_OK)
+                            sealed, out, &stale) != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "astralform: the %s of connector \"%V\" does not open "
                       "with the configured keys", what, &conn->id);
         return NGX_ERROR;
+    }
+
+    /* sealed with an older key: store it sealed with the current one */
+    if (stale
+        && ngx_astralform_seal(ctx->request->pool, &ctx->amcf->keys, &aad,
+                               out, &blob) == NGX_OK)
+    {
+        *sealed = blob;
+        ngx_astralform_connector_reseal(ctx, conn);
     }
 
     return NGX_OK;

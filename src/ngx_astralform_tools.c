@@ -270,7 +270,13 @@ ngx_astralform_call_token(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
         src = ngx_astralform_connector_secret(ctx, call->conn, "api_key",
                                               &call->credential);
         if (src == NGX_ERROR) {
-            ngx_astralform_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            ngx_astralform_finish(ctx,
+                ngx_astralform_send_error(ctx,
+                                          NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                          "secret_unavailable",
+                                          "the API key of connector \"%V\" "
+                                          "does not open with the configured "
+                                          "keys", &call->conn->id));
             return;
         }
 

@@ -3,8 +3,7 @@
 # nginx must die), `nginx -t` reports the same, a good configuration starts,
 # and the shipped conf/nginx.conf passes `nginx -t`.
 #
-# The checks after run_tests() run `nginx -t` directly; those marked TODO
-# show bugs the module still has.
+# The checks after run_tests() run `nginx -t` directly.
 
 use Test::Nginx::Socket 'no_plan';
 use Astralform::Test ();
@@ -23,7 +22,6 @@ BEGIN {
 use Fixtures;
 
 our $F = $ENV{TEST_NGINX_FIXTURES};
-our $TODO;
 
 repeat_each(1);
 no_shuffle();
@@ -75,14 +73,11 @@ my ($status, $out) = conf_test($project . <<"_EOC_");
                          client_secret_file=$F/no-such.secret;
 _EOC_
 isnt($status, 0, 'nginx -t: an unreadable client_secret_file fails');
-like($out, qr/\[emerg\] \d+#\d+: cannot read secret file "\Q$F\E\/no-such\.secret"/,
+like($out, qr/\[emerg\] \d+#\d+: "astralform_connector" cannot read secret file "\Q$F\E\/no-such\.secret"/,
      'nginx -t: the message names the file');
 like($out, qr/test failed/, 'nginx -t: test failed');
 
-TODO: {
-    local $TODO = 'ngx_astralform_read_secret_file() and read_keys() do '
-                  . 'not name the directive (DESIGN 3: "a message that '
-                  . 'names the directive and the problem")';
+{
 
     like($out, qr/\[emerg\][^\n]*"astralform_connector"/,
          'nginx -t: an unreadable client_secret_file names '
@@ -117,9 +112,7 @@ like($out, qr/\[emerg\] \d+#\d+: "astralform_redis" cannot read password_file/,
     astralform_connector p1 slack id=slack-b client_id=b
                          client_secret_file=$F/client.secret;
 _EOC_
-TODO: {
-    local $TODO = 'ngx_astralform_resolve_connector() accepts a catalog '
-                  . 'slug twice in a project';
+{
     isnt($status, 0, 'nginx -t: slack enabled twice in p1 fails');
     like($out, qr/\[emerg\] \d+#\d+: "astralform_connector p1 slack"/,
          'nginx -t: the message names the connector');
@@ -305,7 +298,7 @@ qq{"astralform_redis" cannot read password_file "$::F/no-such.password"}
     astralform_key k1 $TEST_NGINX_FIXTURES/short.key;
 --- must_die
 --- error_log eval
-qq{"astralform_key" file "$::F/short.key" must hold 32 raw bytes or 64 hex characters, not 17 bytes}
+qq{"astralform_key" file "$::F/short.key" must hold 32 raw bytes or 64 hex characters, not 16 bytes}
 
 
 
@@ -619,7 +612,7 @@ duplicate "astralform_project" "p1"
     astralform_project p1 admin_key_file=$TEST_NGINX_FIXTURES/short-admin.keys;
 --- must_die
 --- error_log eval
-qq{a key in "$::F/short-admin.keys" is shorter than 16 characters}
+qq{"astralform_project" has a key in "$::F/short-admin.keys" shorter than 16 characters}
 
 
 
@@ -636,7 +629,7 @@ another-good-agent-key-0123
                        agent_key_file=../html/agent.keys;
 --- must_die
 --- error_log
-a key in "../html/agent.keys" is shorter than 16 characters
+"astralform_project" has a key in "../html/agent.keys" shorter than 16 characters
 
 
 

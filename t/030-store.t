@@ -607,10 +607,7 @@ sub fails_closed {
     is_deeply($calls, [], "$what: the provider is not called");
     unlike($raw, qr/\Q$SERVICE_KEY\E|\Q$USER_KEY\E|v1\.\w+\./,
            "$what: no secret or blob in the answer");
-    TODO: {
-        local $TODO = 'ngx_astralform_call_token() answers a bare 500 '
-                      . '(nginx\'s HTML page) when a connector secret does '
-                      . 'not open; DESIGN 4: errors are always JSON';
+    {
         like($headers->{'content-type'} // '', qr{^application/json},
              "$what: a JSON error");
         ok($data && $data->{error}, "$what: with an error code")
@@ -764,9 +761,7 @@ is($status, 200, 'after rotation: the old-key api_key still works')
     or diag($raw);
 is_deeply($calls, ['service'], 'after rotation: the provider got the key');
 
-TODO: {
-    local $TODO = 'ngx_astralform_connector_secret() opens an old-key '
-                  . 'connector secret but never re-seals it (DESIGN 6)';
+{
     like(stored_connector('p1', 'openweather')->{api_key}, qr/^v1\.k1\./,
          'after rotation: a connector secret read is re-sealed with k1');
 }

@@ -401,7 +401,7 @@ sub start_nginx {
     if ($?) { $s->{start_error} = $out; return 0 }
     my $deadline = time + 5;
     while (time < $deadline) {
-        if ($s->master_pid && $s->worker_pids >= ($o{workers} || 1)) {
+        if ($s->master_pid && (my @w = $s->worker_pids) >= ($o{workers} || 1)) {
             my $r = $s->http(method => 'GET', path => '/v1/health', timeout => 1);
             return 1 if $r->{status} eq '200';
         }
@@ -621,7 +621,7 @@ sub wrk_wait {
     $r{counts}{$1} = $2 while $text =~ /^faults_count (.+) (\d+)$/mg;
     $r{leaks} = $1 if $text =~ /^faults_leaks (\d+)/m;
     for my $p (qw(max p99 p50)) {
-        $r{"lat_$p"} = $1 / 1000 if $text =~ /^faults_latency_${p}_us (\d+)/m;
+        $r{"lat_$p"} = $1 / 1e6 if $text =~ /^faults_latency_${p}_us (\d+)/m;
     }
     $r{sample} = $1 if $text =~ /^faults_sample (.*)$/m;
     my $n = 0;
@@ -648,7 +648,7 @@ sub counts_str {
                      keys %$c;
 }
 
-sub ms { sprintf '%.0f', 1000 * ($_[0] // 0) }
+sub ms { my $v = 1000 * ($_[0] // 0); sprintf($v < 10 ? "%.1f" : "%.0f", $v) }
 
 sub max_of { my $m; for (@_) { $m = $_ if !defined $m || $_ > $m } $m }
 
@@ -896,7 +896,7 @@ sub provider_faults {
     for my $f (@faults) {
         my ($name, $rule, $want, $code) = @$f;
         $s->mock('POST', '/__mock/behaviour',
-                 { prefix => $prefix, count => $k, %$rule });
+                 { prefix => $prefix, count => -1, %$rule });
         my @res = $s->_parallel($k, sub {
             $s->call_tool('github_list_repos', local_addr => '127.0.0.2',
                           timeout => 10) });
