@@ -31,6 +31,8 @@
 #   BENCH_PROFILE=auto     auto (when short of target) | 1 | 0
 #   BENCH_CALLGRIND_REQUESTS=2000
 #   BENCH_KEEP=0           1: keep bench/tmp/run.N (configs, logs, profiles)
+#   BENCH_HOLD=0           1: only start everything, print ports and keys, and
+#                          wait until interrupted (for poking by hand)
 #   NGINX=/usr/sbin/nginx  MODULE=./ngx_astralform_module.so
 
 set -u
@@ -244,6 +246,14 @@ G=http://127.0.0.1:$NGX_PORT
 wait_http "$G/v1/health" "$(cat "$NGINX_PID_FILE" 2>/dev/null || echo 0)" nginx \
     || die "nginx not answering: $(tail -3 "$TMP/logs/error.log")"
 
+if [ "${BENCH_HOLD:-0}" = 1 ]; then
+    echo "holding (Ctrl-C or kill $$ stops everything; files in ${TMP#$ROOT/}):"
+    echo "  G=$G M=$M REDIS_PORT=$REDIS_PORT AGENT_KEY=$AGENT_KEY"
+    echo "  worker pids: $(pgrep -P "$(cat "$NGINX_PID_FILE")" | tr '\n' ' ')"
+    STATUS=0
+    while :; do sleep 1; done
+fi
+
 # --- helpers ------------------------------------------------------------------
 to_ms() {     # wrk latency (123.45us, 1.23ms, 1.02s, 1.00m) -> ms
     awk -v v="$1" 'BEGIN {
@@ -424,7 +434,7 @@ then
         "$G/v1/projects/p1/tools/call" >"$TMP/wrk.perf" 2>&1) &
     WRK_BG=$!
     sleep 1
-    if perf record -e cpu-clock -F 1999 -g -p "$WPIDS" -o "$TMP/perf.data" \
+    if perf record -e cpu-clock -F 1999 -p "$WPIDS" -o "$TMP/perf.data" \
         -- sleep 4 >"$TMP/perf.log" 2>&1
     then
         echo "perf: cpu-clock samples of the nginx worker during a gateway run, self time"
@@ -445,7 +455,6 @@ fi
 if command -v valgrind >/dev/null && [ "$CG_REQUESTS" -gt 0 ]; then
     write_conf "$TMP/cg/nginx.conf" "$CG_PORT" \
         "master_process off; daemon off; worker_processes 1;"
-    sed -i "s|^pid logs/nginx.pid;|pid $TMP/cg/logs/nginx.pid;|" "$TMP/cg/nginx.conf"
     valgrind --tool=callgrind --callgrind-out-file="$TMP/cg/callgrind.%p" \
         --dump-instr=no \
         "$NGINX" -p "$TMP/cg" -c "$TMP/cg/nginx.conf" -e "$TMP/cg/logs/error.log" \

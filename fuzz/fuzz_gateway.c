@@ -701,6 +701,33 @@ ngx_astralform_store_unavailable(ngx_astralform_ctx_t *ctx)
 }
 
 
+/*
+ * ngx_astralform_api.c's identity rule (1 to 128 of
+ * A-Z a-z 0-9 _ - . @ :), restated here because that file needs nginx's
+ * HTTP core: keep in step, or move the function out of the API file.
+ */
+ngx_uint_t
+ngx_astralform_valid_identity(ngx_str_t *id)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (id->len == 0 || id->len > 128) {
+        return 0;
+    }
+
+    for (i = 0; i < id->len; i++) {
+        c = id->data[i];
+
+        if (!isalnum(c) && strchr("_-.@:", c) == NULL) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 ngx_int_t
 ngx_astralform_admin_required(ngx_astralform_ctx_t *ctx)
 {
@@ -1695,8 +1722,8 @@ ngx_astralform_oauth_refresh(ngx_astralform_ctx_t *ctx,
 {
     fz_event_t  *ev;
 
-    if (tok == NULL || tok->refresh_token.len == 0) {
-        fz_fail("a refresh without a refresh token");
+    if (tok == NULL) {
+        fz_fail("a refresh without the record read");
     }
 
     ev = fz_call(ctx->request->pool, fz_refresh_run);
@@ -1719,6 +1746,13 @@ fz_refresh_run(fz_event_t *ev)
     conn = ev->b;
     tok = ev->c;
     pool = ev->ctx->request->pool;
+
+    /* without a refresh token it fails for good (the record is deleted) */
+
+    if (tok->refresh_token.len == 0) {
+        handler(ev->ctx, NGX_DECLINED, NULL);
+        return;
+    }
 
     if (fz_world.refresh_rc != NGX_OK) {
         handler(ev->ctx, fz_world.refresh_rc, NULL);

@@ -16,7 +16,7 @@ my %scen = (
     1 => [ 'redis-kill'      => sub { $_[0]->redis_kill(duration => 10, kill_at => 3, down => 3) } ],
     2 => [ 'redis-slow'      => sub { $_[0]->redis_slow(sleep => 3, timeout_ms => 300) } ],
     3 => [ 'provider-faults' => sub { $_[0]->provider_faults(parallel => 4) } ],
-    4 => [ 'reload'          => sub { ($_[0]->reload(reloads => 10),
+    4 => [ 'reload'          => sub { ($_[0]->reload(reloads => 10, control => 1),
                                        $_[0]->reload(reloads => 10, close => 1)) } ],
     5 => [ 'worker-kill'     => sub { $_[0]->worker_kill(duration => 8, at => 3) } ],
     6 => [ 'leak'            => sub { $_[0]->leak(step => 20000, steps => 10) } ],
