@@ -150,6 +150,8 @@ ngx_int_t ngx_astralform_load_project(ngx_astralform_ctx_t *ctx,
     ngx_uint_t with_assignment, ngx_astralform_step_pt next);
 ngx_astralform_connector_t *ngx_astralform_find_connector(
     ngx_astralform_ctx_t *ctx, ngx_str_t *id);
+ngx_int_t ngx_astralform_connector_not_found(ngx_astralform_ctx_t *ctx,
+    ngx_str_t *id);
 ngx_uint_t ngx_astralform_connector_visible(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn);
 json_t *ngx_astralform_connector_json(ngx_astralform_ctx_t *ctx,

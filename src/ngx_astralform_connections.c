@@ -330,10 +330,7 @@ ngx_astralform_connections_one(ngx_astralform_ctx_t *ctx)
     conn = ngx_astralform_find_connector(ctx, &ctx->connector_id);
     if (conn == NULL) {
         ngx_astralform_finish(ctx,
-            ngx_astralform_send_error(ctx, NGX_HTTP_NOT_FOUND,
-                                      "connector_not_found",
-                                      "the project has no connector "
-                                      "\"%V\"", &ctx->connector_id));
+            ngx_astralform_connector_not_found(ctx, &ctx->connector_id));
         return;
     }
 

@@ -244,10 +244,7 @@ ngx_astralform_connectors_one(ngx_astralform_ctx_t *ctx)
     conn = ngx_astralform_find_connector(ctx, &ctx->connector_id);
     if (conn == NULL) {
         ngx_astralform_finish(ctx,
-            ngx_astralform_send_error(ctx, NGX_HTTP_NOT_FOUND,
-                                      "connector_not_found",
-                                      "the project has no connector "
-                                      "\"%V\"", &ctx->connector_id));
+            ngx_astralform_connector_not_found(ctx, &ctx->connector_id));
         return;
     }
 
@@ -353,10 +350,7 @@ ngx_astralform_connectors_disabled(redisReply *reply, void *data)
 
     if (reply->element[0]->integer == 0) {
         ngx_astralform_finish(ctx,
-            ngx_astralform_send_error(ctx, NGX_HTTP_NOT_FOUND,
-                                      "connector_not_found",
-                                      "the project has no connector "
-                                      "\"%V\"", &conn->id));
+            ngx_astralform_connector_not_found(ctx, &conn->id));
         return;
     }
 

@@ -472,6 +472,16 @@ ngx_astralform_find_connector(ngx_astralform_ctx_t *ctx, ngx_str_t *id)
 }
 
 
+ngx_int_t
+ngx_astralform_connector_not_found(ngx_astralform_ctx_t *ctx, ngx_str_t *id)
+{
+    return ngx_astralform_send_error(ctx, NGX_HTTP_NOT_FOUND,
+                                     "connector_not_found",
+                                     "the project has no connector \"%V\"",
+                                     id);
+}
+
+
 /* whether the request's agent may see and call the connector's tools */
 ngx_uint_t
 ngx_astralform_connector_visible(ngx_astralform_ctx_t *ctx,
