@@ -585,6 +585,37 @@ ngx_astralform_send_json(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
 }
 
 
+/*
+ * The real one splices raw (a provider's answer) into head's text
+ * unchanged; its precondition is checked here: raw is one whole JSON
+ * value, so the answer stays JSON and raw cannot add members of its own.
+ */
+ngx_int_t
+ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
+    json_t *head, const char *member, ngx_str_t *raw)
+{
+    json_t  *v;
+
+    if (raw == NULL || head == NULL) {
+        return ngx_astralform_send_json(ctx, status, head);
+    }
+
+    if (json_object_get(head, member) != NULL) {
+        fz_fail("a raw member \"%s\" the head already has", member);
+    }
+
+    v = json_loadb((char *) raw->data, raw->len, JSON_DECODE_ANY, NULL);
+    if (v == NULL) {
+        fz_fail("raw bytes spliced into an answer are not one JSON value: "
+                "%.*s", (int) ngx_min(raw->len, 200), raw->data);
+    }
+
+    json_object_set_new(head, member, v);
+
+    return ngx_astralform_send_json(ctx, status, head);
+}
+
+
 json_t *
 ngx_astralform_error_json(ngx_astralform_ctx_t *ctx, const char *code,
     const char *fmt, va_list args)
@@ -1359,8 +1390,9 @@ fz_http_check(ngx_astralform_http_req_t *hr)
     }
 
     if (!(hr->url.len > 7
-          && (ngx_strncmp(hr->url.data, "https://", 8) == 0
-              || ngx_strncmp(hr->url.data, "http://", 7) == 0)))
+          && (ngx_strncasecmp(hr->url.data, (u_char *) "https://", 8) == 0
+              || ngx_strncasecmp(hr->url.data, (u_char *) "http://", 7)
+                 == 0)))
     {
         fz_fail("an outbound URL that is not http(s): %.*s",
                 (int) hr->url.len, hr->url.data);

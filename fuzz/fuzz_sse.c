@@ -27,10 +27,32 @@
 #include "fuzz_gateway.h"
 
 
+static ngx_astralform_project_t  fz_mcp_project;
+
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+    ngx_uint_t                   i;
+    ngx_astralform_connector_t  *conn, *c;
+
     fz_gw_init();
+
+    /* p1 with its MCP server only: the catalog tools are not the point */
+
+    fz_mcp_project = *fz_world.home;
+    ngx_array_init(&fz_mcp_project.connectors, ngx_create_pool(1024, &fz_log),
+                   2, sizeof(ngx_astralform_connector_t));
+
+    conn = fz_world.home->connectors.elts;
+
+    for (i = 0; i < fz_world.home->connectors.nelts; i++) {
+        if (conn[i].def->type == NGX_ASTRALFORM_REMOTE_MCP) {
+            c = ngx_array_push(&fz_mcp_project.connectors);
+            *c = conn[i];
+        }
+    }
+
     return 0;
 }
 
@@ -110,6 +132,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_gw_begin(data, size);
 
     fz_world.schedule = (uint32_t) (flags >> 16);
+    fz_world.project = &fz_mcp_project;
 
     if (flags & 0x100) {
         fz_world.redis_connectors = json_pack("{s:s, s:s}",

@@ -121,6 +121,8 @@ extern ngx_module_t  ngx_astralform_module;
 /* api: answers, errors, the request life cycle */
 ngx_int_t ngx_astralform_send_json(ngx_astralform_ctx_t *ctx,
     ngx_uint_t status, json_t *json);
+ngx_int_t ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx,
+    ngx_uint_t status, json_t *head, const char *member, ngx_str_t *raw);
 ngx_int_t ngx_astralform_send_error(ngx_astralform_ctx_t *ctx,
     ngx_uint_t status, const char *code, const char *fmt, ...);
 /* the error object, merged with extra members (extra is released) */

@@ -678,8 +678,21 @@ ngx_int_t
 ngx_astralform_send_json(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
     json_t *json)
 {
+    return ngx_astralform_send_json_raw(ctx, status, json, NULL, NULL);
+}
+
+
+/*
+ * Sends the object head (and releases it) with one more member whose value
+ * is raw JSON text the caller has checked: a provider's answer goes out
+ * byte for byte, without being serialised again.
+ */
+ngx_int_t
+ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
+    json_t *head, const char *member, ngx_str_t *raw)
+{
     char                *text;
-    size_t               len;
+    size_t               len, size;
     ngx_int_t            rc;
     ngx_buf_t           *b;
     ngx_chain_t          out;
@@ -688,27 +701,45 @@ ngx_astralform_send_json(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
 
     r = ctx->request;
 
-    if (json == NULL) {
+    if (head == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     /* 15 digits: 48.8534 stays 48.8534, not 48.853400000000001 */
-    text = json_dumps(json, JSON_COMPACT|JSON_REAL_PRECISION(15));
-    json_decref(json);
+    text = json_dumps(head, JSON_COMPACT|JSON_REAL_PRECISION(15));
+    json_decref(head);
 
     if (text == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     len = ngx_strlen(text);
+    size = len + 1;
 
-    b = ngx_create_temp_buf(r->pool, len + 1);
+    if (raw != NULL) {
+        size += ngx_strlen(member) + raw->len + sizeof(",\"\":") - 1;
+    }
+
+    b = ngx_create_temp_buf(r->pool, size);
     if (b == NULL) {
         ngx_free(text);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->last = ngx_cpymem(b->pos, text, len);
+    if (raw == NULL) {
+        b->last = ngx_cpymem(b->pos, text, len);
+
+    } else {
+        /* "{...}" becomes "{...,"member":RAW}" */
+        b->last = ngx_cpymem(b->pos, text, len - 1);
+        if (len > 2) {
+            *b->last++ = ',';
+        }
+        b->last = ngx_sprintf(b->last, "\"%s\":", member);
+        b->last = ngx_cpymem(b->last, raw->data, raw->len);
+        *b->last++ = '}';
+    }
+
     *b->last++ = '\n';
     ngx_free(text);
 

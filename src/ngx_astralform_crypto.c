@@ -270,16 +270,28 @@ ngx_astralform_gcm(ngx_uint_t seal, u_char *key, u_char *nonce,
     ngx_str_t *aad_head, ngx_str_t *aad, u_char *in, size_t len, u_char *out,
     u_char *tag)
 {
-    int              n, ok;
-    EVP_CIPHER_CTX  *ctx;
+    int                     n, ok;
+    static EVP_CIPHER      *cipher;
+    static EVP_CIPHER_CTX  *ctx;
 
-    ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL) {
-        return NGX_ERROR;
+    /*
+     * Looked up once per process: an implicit fetch on every init costs
+     * more than the encryption of a token. Workers are single-threaded.
+     */
+    if (cipher == NULL) {
+        cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+        ctx = EVP_CIPHER_CTX_new();
+
+        if (cipher == NULL || ctx == NULL) {
+            EVP_CIPHER_free(cipher);
+            EVP_CIPHER_CTX_free(ctx);
+            cipher = NULL;
+            ctx = NULL;
+            return NGX_ERROR;
+        }
     }
 
-    ok = EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce,
-                           (int) seal) == 1
+    ok = EVP_CipherInit_ex(ctx, cipher, NULL, key, nonce, (int) seal) == 1
          && EVP_CipherUpdate(ctx, NULL, &n, aad_head->data,
                              (int) aad_head->len) == 1
          && EVP_CipherUpdate(ctx, NULL, &n, aad->data, (int) aad->len) == 1
@@ -297,8 +309,6 @@ ngx_astralform_gcm(ngx_uint_t seal, u_char *key, u_char *nonce,
         ok = EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG,
                                  NGX_ASTRALFORM_TAG_LEN, tag) == 1;
     }
-
-    EVP_CIPHER_CTX_free(ctx);
 
     if (!ok && !seal) {
         ngx_explicit_memzero(out, len);

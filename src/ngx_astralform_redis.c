@@ -49,6 +49,7 @@ typedef struct {
     ngx_msec_t                    retry_at;
     ngx_msec_t                    backoff;
     unsigned                      connected:1;
+    unsigned                      flushing:1;  /* in the write handler */
 } ngx_astralform_redis_worker_t;
 
 
@@ -296,10 +297,24 @@ ngx_astralform_redis_del_read(void *privdata)
 }
 
 
+/*
+ * A connected socket is nearly always writable: rather than wait a loop
+ * round for epoll to say so, flush once this round's events are handled,
+ * so every command queued in the round goes out in one write. Only a
+ * partial write (or a connect in progress) waits for writability.
+ */
 static void
 ngx_astralform_redis_add_write(void *privdata)
 {
-    ngx_connection_t  *c = privdata;
+    ngx_connection_t   *c = privdata;
+    redisAsyncContext  *ac = c->data;
+
+    if ((ac->c.flags & REDIS_CONNECTED) && !ngx_astralform_rw.flushing) {
+        if (!c->write->posted) {
+            ngx_post_event(c->write, &ngx_posted_events);
+        }
+        return;
+    }
 
     if (!c->write->active) {
         (void) ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
@@ -311,6 +326,10 @@ static void
 ngx_astralform_redis_del_write(void *privdata)
 {
     ngx_connection_t  *c = privdata;
+
+    if (c->write->posted && !ngx_astralform_rw.flushing) {
+        ngx_delete_posted_event(c->write);
+    }
 
     if (c->write->active) {
         (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
@@ -367,7 +386,9 @@ ngx_astralform_redis_write_handler(ngx_event_t *ev)
 {
     ngx_connection_t  *c = ev->data;
 
+    ngx_astralform_rw.flushing = 1;
     redisAsyncHandleWrite(c->data);
+    ngx_astralform_rw.flushing = 0;
 }
 
 

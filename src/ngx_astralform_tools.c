@@ -666,7 +666,7 @@ ngx_astralform_call_body(ngx_astralform_ctx_t *ctx,
 static void
 ngx_astralform_call_done(ngx_astralform_http_req_t *hr)
 {
-    json_t                 *body;
+    json_t                 *body, *head;
     ngx_int_t               rc;
     ngx_astralform_ctx_t   *ctx;
     ngx_astralform_call_t  *call;
@@ -747,19 +747,26 @@ ngx_astralform_call_done(ngx_astralform_http_req_t *hr)
         return;
     }
 
+    head = json_pack("{s:o, s:o}",
+                     "tool", ngx_astralform_json_string(&ctx->tool),
+                     "connector", ngx_astralform_json_string(&call->conn->id));
+
     if (body == NULL) {
-        body = json_stringn((char *) hr->resp_body.data, hr->resp_body.len);
+        /* not JSON: the text, as a JSON string */
+        json_object_set_new(head, "result",
+                            json_stringn((char *) hr->resp_body.data,
+                                         hr->resp_body.len));
+        ngx_astralform_finish(ctx,
+                              ngx_astralform_send_json(ctx, NGX_HTTP_OK, head));
+        return;
     }
 
+    /* parsed, so valid: the provider's own bytes go out unchanged */
+    json_decref(body);
+
     ngx_astralform_finish(ctx,
-        ngx_astralform_send_json(ctx, NGX_HTTP_OK,
-                                 json_pack("{s:o, s:o, s:o}",
-                                     "tool",
-                                     ngx_astralform_json_string(&ctx->tool),
-                                     "connector",
-                                     ngx_astralform_json_string(
-                                         &call->conn->id),
-                                     "result", body)));
+        ngx_astralform_send_json_raw(ctx, NGX_HTTP_OK, head, "result",
+                                     &hr->resp_body));
 }
 
 
