@@ -61,57 +61,77 @@ ngx_astralform_token_got(redisReply *reply, void *data)
 {
     ngx_astralform_token_op_t *op = data;
 
-    ngx_str_t                blob, none;
-    ngx_uint_t               stale;
-    ngx_astralform_ctx_t    *ctx;
-    ngx_astralform_token_t  *tok;
-
-    ctx = op->ctx;
+    ngx_str_t  blob;
 
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        op->handler(ctx, NGX_ERROR, NULL);
+        op->handler(op->ctx, NGX_ERROR, NULL);
         return;
     }
 
     if (reply->type != REDIS_REPLY_STRING) {
-        op->handler(ctx, NGX_DECLINED, NULL);
+        op->handler(op->ctx, NGX_DECLINED, NULL);
+        return;
+    }
+
+    blob.data = (u_char *) reply->str;
+    blob.len = reply->len;
+
+    ngx_astralform_token_use(op->ctx, op->conn, &blob, op->handler);
+}
+
+
+/*
+ * Opens a record read from Redis (blob: the reply's bytes, or NULL when
+ * nothing is stored) and hands it to handler; a record sealed with an
+ * older key is re-sealed with the current one.
+ */
+void
+ngx_astralform_token_use(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn, ngx_str_t *blob,
+    ngx_astralform_token_pt handler)
+{
+    ngx_str_t                copy, none;
+    ngx_uint_t               stale;
+    ngx_astralform_token_t  *tok;
+
+    if (blob == NULL) {
+        handler(ctx, NGX_DECLINED, NULL);
         return;
     }
 
     tok = ngx_pcalloc(ctx->request->pool, sizeof(ngx_astralform_token_t));
-    blob.data = ngx_pnalloc(ctx->request->pool, reply->len);
-    if (tok == NULL || blob.data == NULL) {
-        op->handler(ctx, NGX_ERROR, NULL);
+    copy.data = ngx_pnalloc(ctx->request->pool, blob->len);
+    if (tok == NULL || copy.data == NULL) {
+        handler(ctx, NGX_ERROR, NULL);
         return;
     }
 
-    blob.len = reply->len;
-    ngx_memcpy(blob.data, reply->str, reply->len);
+    copy.len = blob->len;
+    ngx_memcpy(copy.data, blob->data, blob->len);
 
-    if (ngx_astralform_token_open(ctx, op->conn, &ctx->user, &blob, tok,
-                                  &stale)
+    if (ngx_astralform_token_open(ctx, conn, &ctx->user, &copy, tok, &stale)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
                       "astralform: the stored credential of user \"%V\" for "
                       "connector \"%V\" does not open; treated as missing",
-                      &ctx->user, &op->conn->id);
-        op->handler(ctx, NGX_DECLINED, NULL);
+                      &ctx->user, &conn->id);
+        handler(ctx, NGX_DECLINED, NULL);
         return;
     }
 
     if (stale) {
         /* sealed with an older key: re-seal with the current one */
         ngx_str_null(&none);
-        if (ngx_astralform_token_seal(ctx, op->conn, &ctx->user, tok, &none)
+        if (ngx_astralform_token_seal(ctx, conn, &ctx->user, tok, &none)
             == NGX_OK)
         {
-            (void) ngx_astralform_token_cas(ctx, op->conn, &blob, &none,
+            (void) ngx_astralform_token_cas(ctx, conn, &copy, &none,
                                             NULL, NULL);
         }
     }
 
-    op->handler(ctx, NGX_OK, tok);
+    handler(ctx, NGX_OK, tok);
 }
 
 

@@ -43,6 +43,11 @@ typedef void (*ngx_astralform_token_pt)(ngx_astralform_ctx_t *ctx,
 void ngx_astralform_token_get(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, ngx_astralform_token_pt handler);
 
+/* opens a record already read (blob NULL: none stored); as token_get */
+void ngx_astralform_token_use(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn, ngx_str_t *blob,
+    ngx_astralform_token_pt handler);
+
 /*
  * Seals tok and stores it. With expect (the blob read before), the write is
  * a compare-and-set: rc NGX_DECLINED when the stored blob changed since.

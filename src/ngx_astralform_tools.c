@@ -24,10 +24,16 @@ typedef struct {
     ngx_astralform_token_t      *tok;         /* the user's record, if any */
     ngx_str_t                    credential;  /* what goes to the provider */
     const char                  *why;         /* of an auth_required */
+    ngx_str_t                    guess;       /* connector id prefetched */
+    ngx_str_t                    prefetched;  /* its record for the user */
+    unsigned                     has_record:1;
     unsigned                     retried:1;
 } ngx_astralform_call_t;
 
 
+static void ngx_astralform_call_prefetch(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_call_t *call);
+static void ngx_astralform_call_prefetched(redisReply *reply, void *data);
 static void ngx_astralform_call_resolved(ngx_astralform_ctx_t *ctx);
 static ngx_int_t ngx_astralform_call_find(ngx_astralform_ctx_t *ctx,
     ngx_astralform_call_t *call, ngx_str_t *name, ngx_str_t *mcp_tool);
@@ -99,7 +105,96 @@ ngx_astralform_tools_call_handler(ngx_astralform_ctx_t *ctx)
     ctx->tool.data = (u_char *) json_string_value(name);
     ctx->tool.len = json_string_length(name);
 
+    ngx_astralform_call_prefetch(ctx, call);
+
     return ngx_astralform_load_project(ctx, 1, ngx_astralform_call_resolved);
+}
+
+
+/*
+ * The user's record is read in the same Redis round trip as the project:
+ * a catalog tool's connector id is known before the project is loaded in
+ * the usual case (the config connector of that slug, or the slug itself,
+ * the default id). A wrong guess only costs the usual second read.
+ */
+static void
+ngx_astralform_call_prefetch(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_call_t *call)
+{
+    ngx_str_t                    argv[3];
+    ngx_uint_t                   i;
+    ngx_astralform_def_t        *def, *found;
+    ngx_astralform_connector_t  *conn;
+
+    if (ctx->user.len == 0) {
+        return;
+    }
+
+    found = NULL;
+    def = ctx->amcf->catalog.defs.elts;
+
+    for (i = 0; i < ctx->amcf->catalog.defs.nelts; i++) {
+        if (def[i].tools != NULL
+            && ngx_astralform_catalog_tool(&def[i], &ctx->tool) != NULL)
+        {
+            found = &def[i];
+            break;
+        }
+    }
+
+    if (found == NULL) {
+        return;
+    }
+
+    call->guess = found->slug;
+    conn = ctx->project->connectors.elts;
+
+    for (i = 0; i < ctx->project->connectors.nelts; i++) {
+        if (conn[i].def == found) {
+            call->guess = conn[i].id;
+            break;
+        }
+    }
+
+    ngx_str_set(&argv[0], "HGET");
+    argv[2] = ctx->user;
+
+    if (ngx_astralform_key(ctx, &argv[1], "tokens", &call->guess) != NGX_OK
+        || ngx_astralform_redis(ctx, ngx_astralform_call_prefetched, 3, argv)
+           != NGX_OK)
+    {
+        ngx_str_null(&call->guess);
+        ctx->failed = 0;
+    }
+}
+
+
+static void
+ngx_astralform_call_prefetched(redisReply *reply, void *data)
+{
+    ngx_astralform_ctx_t *ctx = data;
+
+    ngx_astralform_call_t  *call;
+
+    call = ctx->data;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        ctx->failed = 1;
+
+    } else if (reply->type == REDIS_REPLY_STRING) {
+        call->prefetched.data = ngx_pnalloc(ctx->request->pool, reply->len);
+
+        if (call->prefetched.data == NULL) {
+            ctx->failed = 1;
+
+        } else {
+            call->prefetched.len = reply->len;
+            ngx_memcpy(call->prefetched.data, reply->str, reply->len);
+            call->has_record = 1;
+        }
+    }
+
+    ngx_astralform_step_done(ctx);
 }
 
 
@@ -168,6 +263,17 @@ ngx_astralform_call_resolved(ngx_astralform_ctx_t *ctx)
         if (call->conn->def->type == NGX_ASTRALFORM_OAUTH
             || call->conn->allow_end_user_auth)
         {
+            if (call->guess.len == call->conn->id.len
+                && ngx_strncmp(call->guess.data, call->conn->id.data,
+                               call->guess.len) == 0)
+            {
+                ngx_astralform_token_use(ctx, call->conn,
+                                         call->has_record ? &call->prefetched
+                                                          : NULL,
+                                         ngx_astralform_call_token);
+                return;
+            }
+
             ngx_astralform_token_get(ctx, call->conn,
                                      ngx_astralform_call_token);
             return;
