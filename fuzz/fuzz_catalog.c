@@ -18,7 +18,8 @@
  * Oracles, beyond the gateway's: a refused file's message names the
  * directive; the checker's view of an accepted file (slug, type, tools,
  * endpoints) matches the file; arguments never add a "/", "?" or "#" to
- * the URL (each goes percent-encoded into its own segment).
+ * the URL (each goes percent-encoded into its own segment), nor does the
+ * URL end up with two query strings.
  */
 
 
@@ -242,6 +243,19 @@ fz_call_tools(ngx_astralform_def_t *def, ngx_str_t *args)
 
         if (!plain_names) {
             continue;
+        }
+
+        /* the query the template starts and the one call_url adds */
+        if (memchr(fz_url.data, '?', fz_url.len) != NULL
+            && memchr((u_char *) memchr(fz_url.data, '?', fz_url.len) + 1,
+                      '?', fz_url.data + fz_url.len
+                           - (u_char *) memchr(fz_url.data, '?', fz_url.len)
+                           - 1)
+               != NULL
+            && !fz_known("url-query"))
+        {
+            fz_fail("a URL with two \"?\": %.*s from \"%s\"",
+                    (int) fz_url.len, fz_url.data, path);
         }
 
         if (fz_count(fz_url.data, fz_url.len, '/')

@@ -1398,7 +1398,7 @@ fz_http_check(ngx_astralform_http_req_t *hr)
                 (int) hr->url.len, hr->url.data);
     }
 
-    for (i = 0; i < hr->url.len; i++) {
+    for (i = 0; i < hr->url.len && !fz_known("url-bytes"); i++) {
         if (hr->url.data[i] <= ' ' || hr->url.data[i] == 0x7f) {
             fz_fail("an outbound URL with a space or control byte: %.*s",
                     (int) hr->url.len, hr->url.data);
@@ -1445,9 +1445,15 @@ headers:
                && (p = (u_char *) memmem(p, end - p, "-CANARY-", 8)) != NULL)
         {
             p += 8;
-            q = memchr(p, '-', end - p);
+
+            for (q = p; q < end && (islower(*q) || isdigit(*q) || *q == '_');
+                 q++)
+            {
+                /* void */
+            }
+
             slug.data = p;
-            slug.len = (q ? q : end) - p;
+            slug.len = q - p;
 
             def = ngx_astralform_catalog_find(&fz_world.amcf->catalog,
                                               &slug);

@@ -42,7 +42,8 @@ const char *fz_root(void);
 void fz_load_key(ngx_array_t *ring, const char *id, const char *file);
 
 /* aborts with a message: the fuzzer reports it as a crash with a stack */
-void fz_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+void fz_fail(const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 1, 2)));
 
 /* whether FUZZ_KNOWN lists tag (a finding reported and not yet fixed) */
 ngx_uint_t fz_known(const char *tag);

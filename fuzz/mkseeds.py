@@ -60,7 +60,8 @@ class Corpus:
             data = data.encode()
         self.n += 1
         safe = ''.join(c if c.isalnum() or c in '-_' else '_' for c in label)
-        with open(os.path.join(self.dir, '%03d-%s' % (self.n, safe)), 'wb') as f:
+        path = os.path.join(self.dir, '%03d-%s' % (self.n, safe))
+        with open(path, 'wb') as f:
             f.write(data)
 
 
@@ -354,7 +355,7 @@ def provider_seeds():
         ('openweather_current', 0, '-', [P(502, '<html>bad gateway</html>')]),
         ('openweather_current', 0, '-', [P(200, 'not json \xff')]),
         ('openweather_current', 0, '-', [P(204, '')]),
-        ('slack_list_channels', 0, 'raw:v1.k1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+        ('slack_list_channels', 0, 'raw:v1.k1.' + 'A' * 38,
          [P(200, SLACK_OK)]),
         ('slack_list_channels', 0, '-', []),
         ('slack_list_channels', 4, rec('slack'),
@@ -504,9 +505,9 @@ def redis_seeds():
     ow = json.dumps({'connector_slug': 'openweather',
                      'api_key': seal('sk-live', aad('p1', 'ow', 'api_key')),
                      'allow_end_user_auth': False})
+    secret = seal('s', aad('p1', 'sl2', 'oauth_client_secret'))
     sl = json.dumps({'connector_slug': 'slack', 'oauth_client_id': 'c',
-                     'oauth_client_secret': seal('s', aad('p1', 'sl2',
-                                                          'oauth_client_secret'))})
+                     'oauth_client_secret': secret})
     conns = resp(['kb', kb, 'ow', ow, 'sl2', sl])
     odd = resp(['kb', kb, 'lonely'])
     weird = resp(['kb', 7, ['x'], 'gone', json.dumps({'connector_slug':
@@ -551,6 +552,84 @@ def redis_seeds():
         c.add(mode.split()[0], mode + SEP + data)
 
 
+def token_seeds():
+    c = Corpus('token')
+    P = provider_answer
+    J = [('Content-Type', 'application/json')]
+    F = [('Content-Type', 'application/x-www-form-urlencoded')]
+    slack_code = {'ok': True, 'app_id': 'A1', 'token_type': 'bot',
+                  'access_token': 'xoxb-1', 'scope': 'commands',
+                  'team': {'id': 'T1', 'name': 'Acme'},
+                  'authed_user': {'id': 'U2',
+                                  'scope': 'chat:write,search:read',
+                                  'access_token': 'xoxp-1',
+                                  'token_type': 'user',
+                                  'refresh_token': 'xoxe-1',
+                                  'expires_in': 43200}}
+    slack_refresh = {'ok': True, 'access_token': 'xoxe.xoxp-2',
+                     'refresh_token': 'xoxe-2', 'expires_in': 43200,
+                     'token_type': 'user', 'scope': 'chat:write',
+                     'user_id': 'U2'}
+    notion = {'access_token': 'secret_abc', 'token_type': 'bearer',
+              'refresh_token': 'nr-1', 'bot_id': 'b1', 'workspace_id': 'w1',
+              'owner': {'type': 'user', 'user': {'id': 'u1'}}}
+    github = {'access_token': 'ghu_1', 'expires_in': 28800,
+              'refresh_token': 'ghr_1', 'refresh_token_expires_in': 15811200,
+              'scope': '', 'token_type': 'bearer'}
+    cases = [
+        ('slack 0', [P(200, slack_code, J)]),
+        ('slack 1', [P(200, slack_refresh, J)]),
+        ('slack 0', [P(200, {'ok': False, 'error': 'invalid_code'}, J)]),
+        ('slack 1', [P(200, {'ok': False, 'error': 'invalid_refresh_token'},
+                       J)]),
+        ('slack 1', [P(200, {'ok': False, 'error': 'x y!'}, J)]),
+        ('slack 0', [P(200, {'ok': True, 'authed_user': {}}, J)]),
+        ('notion 0', [P(200, notion, J)]),
+        ('notion 1', [P(400, {'error': 'invalid_grant',
+                              'error_description': 'Invalid code.'}, J)]),
+        ('notion 1', [P(429, {'error': 'rate_limited'},
+                        J + [('Retry-After', '3')])]),
+        ('notion 0', [P(500, '<html>oops</html>')]),
+        ('github 0', [P(200, 'access_token=gho_16C7e42F292c6912E7710c83834'
+                        '7Ae178B4a&scope=repo%2Cgist&token_type=bearer', F)]),
+        ('github 0', [P(200, 'error=bad_verification_code&error_description='
+                        'The+code+passed+is+incorrect+or+expired.&error_uri='
+                        'https%3A%2F%2Fdocs.github.com', F)]),
+        ('github 1', [P(200, github, J)]),
+        ('github 1', [P(200, {'error': 'bad_refresh_token'}, J)]),
+        ('github 1', [P(200, dict(github, expires_in='3600'), J)]),
+        ('github 1', [P(200, dict(github, expires_in=1.5e3), J)]),
+        ('github 1', [P(200, dict(github, expires_in=-5), J)]),
+        ('github 0', [P(200, 'access_token=a%2&x=%zz&=&&scope=+', F)]),
+        ('github 0', [P(200, '', F)]),
+        ('slack 1', ['timeout']),
+        ('notion 0', ['connect']),
+        ('github 1', ['failed']),
+    ]
+    for line, answers in cases:
+        c.add(line.replace(' ', '-'), SEP.join([line] + answers))
+
+
+def origin_seeds():
+    c = Corpus('origin')
+    for u in ['https://app.example.com/done?x=1#f', 'https://app.example.com',
+              'HTTPS://APP.EXAMPLE.COM/', 'https://app.example.com.evil.test/',
+              'https://app.example.com@evil.test/',
+              'https://app.example.com:443/',
+              'https://app.example.com\\@evil.test',
+              'https://app.example.com%2f@x',
+              'http://localhost:3000/cb', 'http://localhost:30001/',
+              'https://mcp.corp.example:8443/mcp', 'https://[2001:db8::1]/x',
+              'https://app.example.com/..//evil.test', 'javascript:alert(1)',
+              '//evil.test', 'https://app.example.com?next=https://evil.test',
+              'https://app.example.com#@evil.test', 'https://a:b']:
+        c.add('url', u)
+    c.add('origin', 'https://shop.example' + SEP + 'https://shop.example/ok')
+    c.add('origin-port', 'http://127.0.0.1:8080' + SEP
+          + 'http://127.0.0.1:8080?x')
+    c.add('origin-query', 'https://a.example?' + SEP + 'https://a.example?/x')
+
+
 def main():
     schema_seeds()
     open_seeds()
@@ -559,6 +638,8 @@ def main():
     provider_seeds()
     sse_seeds()
     redis_seeds()
+    token_seeds()
+    origin_seeds()
     for d in sorted(os.listdir(OUT)):
         print('%-9s %3d seeds' % (d, len(os.listdir(os.path.join(OUT, d)))))
 

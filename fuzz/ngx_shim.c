@@ -422,6 +422,60 @@ ngx_escape_uri(u_char *dst, u_char *src, size_t size, ngx_uint_t type)
 }
 
 
+u_char *
+ngx_cpystrn(u_char *dst, u_char *src, size_t n)
+{
+    if (n == 0) {
+        return dst;
+    }
+
+    while (--n && *src) {
+        *dst++ = *src++;
+    }
+
+    *dst = '\0';
+
+    return dst;
+}
+
+
+void
+ngx_encode_base64(ngx_str_t *dst, ngx_str_t *src)
+{
+    static const char  std[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    u_char  *d, *s;
+    size_t   len;
+
+    s = src->data;
+    d = dst->data;
+
+    for (len = src->len; len >= 3; len -= 3, s += 3) {
+        *d++ = std[s[0] >> 2];
+        *d++ = std[((s[0] & 3) << 4) | (s[1] >> 4)];
+        *d++ = std[((s[1] & 0xf) << 2) | (s[2] >> 6)];
+        *d++ = std[s[2] & 0x3f];
+    }
+
+    if (len) {
+        *d++ = std[s[0] >> 2];
+
+        if (len == 1) {
+            *d++ = std[(s[0] & 3) << 4];
+            *d++ = '=';
+
+        } else {
+            *d++ = std[((s[0] & 3) << 4) | (s[1] >> 4)];
+            *d++ = std[(s[1] & 0xf) << 2];
+        }
+
+        *d++ = '=';
+    }
+
+    dst->len = d - dst->data;
+}
+
+
 static const char  ngx_shim_b64url[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 

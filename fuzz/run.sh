@@ -17,9 +17,17 @@ FUZZ_FLAGS=${FUZZ_FLAGS:-}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# FUZZ_KNOWN=tag,...: look past findings reported and not fixed yet (the
+# harnesses' oracles read the tags; UBSan reads fuzz/known.supp)
+if [ -n "${FUZZ_KNOWN:-}" ]; then
+    export FUZZ_KNOWN
+    UBSAN_OPTIONS="$UBSAN_OPTIONS:suppressions=$PWD/fuzz/known.supp"
+fi
+
 # per harness: the longest input worth trying
 declare -A MAX_LEN=([catalog]=16384 [sse]=16384 [provider]=16384
-                    [redis]=8192 [body]=8192 [schema]=4096 [open]=4096)
+                    [redis]=8192 [body]=8192 [schema]=4096 [open]=4096
+                    [token]=8192 [origin]=2048)
 
 status=0
 

@@ -7,19 +7,31 @@
  * curl_multi_socket_action() back. Names are resolved on curl's resolver
  * thread; connections, and HTTP/2 streams on them, are reused through the
  * multi handle's connection cache, TLS sessions through a share handle.
+ * Easy handles are reused too: a finished one is reset and kept in a small
+ * per-worker list.
  *
  * curl's sockets are wrapped in ngx_connection_t with level-triggered
  * events: curl reads one buffer per call and would stall on an
- * edge-triggered event with more data pending. The fd stays curl's: on
- * CURL_POLL_REMOVE the wrapper goes back to nginx but the fd is not closed,
- * as the connection may wait in curl's cache.
+ * edge-triggered event with more data pending. The fds stay curl's; curl
+ * closes them through the close-socket callback, which frees the wrapper.
  *
  * curl before 8.5 (Debian 12 has 7.88) closes a socket it gave up
  * connecting to (connect timeout, the losing happy eyeballs attempt)
- * without announcing the REMOVE first; the REMOVE follows later. So every
- * wrapper remembers which socket it watches (its inode): epoll is not told
- * about a socket that is gone, and a new socket is not handed to curl under
- * a number that curl and nginx still hold for the old one.
+ * without announcing the REMOVE first; the REMOVE follows later. 7.88 to
+ * 8.1 close such a never connected socket without the close-socket
+ * callback too (curl commit a70d97c), and the resolver thread's socketpair,
+ * also watched, never goes through it. So until a socket is known to be a
+ * connected one (see ngx_astralform_http_sock_t), its wrapper remembers
+ * which socket it watches (its inode): epoll is not told about a socket
+ * that is gone, and a new socket is not handed to curl under a number that
+ * curl and nginx still hold for the old one.
+ *
+ * A connected socket, once curl lets it go idle in the connection cache
+ * (REMOVE), keeps its wrapper and its read event: the next transfer on it
+ * costs neither an nginx connection nor an epoll_ctl(). An idle socket that
+ * turns readable (the peer closed it) has its read event removed right
+ * away, curl does not watch it and level-triggered epoll would report it
+ * again and again.
  *
  * No caller code runs inside libcurl: finished transfers are collected
  * after curl_multi_socket_action() returns and are taken out of the multi
@@ -39,6 +51,7 @@
 #define NGX_ASTRALFORM_HTTP_MAX_HEADERS  (64 * 1024)
 #define NGX_ASTRALFORM_HTTP_MAXCONNECTS  64
 #define NGX_ASTRALFORM_HTTP_HELD         4
+#define NGX_ASTRALFORM_HTTP_EASIES       64
 
 
 /* an easy handle cancelled while libcurl was on the stack */
@@ -49,10 +62,29 @@ typedef struct {
 } ngx_astralform_http_orphan_t;
 
 
-/* by fd number: the wrapper of the socket curl asked nginx to watch */
+/*
+ * By fd number: what is known about curl's socket at that number.
+ *
+ * curl reads only from a connected socket, and closes a connected socket
+ * only through the close-socket callback, in 7.88 as well. A socket that
+ * curl waits to read from, and that is (by its inode) the one
+ * open_socket() made at that number, is "confirmed": until close_socket()
+ * is called for it, the number is that socket and needs no fstat(), and its
+ * wrapper may outlive a REMOVE.
+ *
+ * Wrapper states: watched (curl has announced the socket and not removed
+ * it), idle (confirmed, removed: in the worker's idle queue), closed
+ * (closed before its REMOVE: no events, the number stays held until the
+ * REMOVE frees the wrapper).
+ */
 typedef struct {
-    ngx_connection_t             *connection;
-    ngx_file_uniq_t               ino;
+    ngx_connection_t             *connection;  /* the wrapper, or NULL */
+    ngx_file_uniq_t               ino;         /* of the socket it watches */
+    ngx_file_uniq_t               made;        /* of the socket open_socket()
+                                                  made here, 0: none */
+    unsigned                      confirmed:1;
+    unsigned                      watched:1;
+    unsigned                      closed:1;
 } ngx_astralform_http_sock_t;
 
 
@@ -66,13 +98,19 @@ typedef struct {
     ngx_queue_t                   running;
     ngx_queue_t                   failed;      /* no nginx connection */
     ngx_queue_t                   orphans;
+    ngx_queue_t                   idle;        /* wrappers of idle sockets */
     ngx_astralform_http_sock_t   *socks;
     ngx_uint_t                    nsocks;
     ngx_uint_t                    nrunning;
     ngx_uint_t                    in_curl;
+    CURL                         *easies[NGX_ASTRALFORM_HTTP_EASIES];
+    ngx_uint_t                    neasies;     /* reset, for reuse */
 } ngx_astralform_http_worker_t;
 
 
+static CURL *ngx_astralform_http_get_easy(void);
+static void ngx_astralform_http_put_easy(CURL *easy, CURLMcode removed);
+static ngx_int_t ngx_astralform_http_setup_easy(CURL *easy);
 static ngx_int_t ngx_astralform_http_setup(ngx_astralform_http_req_t *hr,
     CURL *easy);
 static ngx_int_t ngx_astralform_http_set_method(ngx_astralform_http_req_t *hr,
@@ -81,16 +119,22 @@ static ngx_int_t ngx_astralform_http_set_headers(
     ngx_astralform_http_req_t *hr, CURL *easy);
 static ngx_int_t ngx_astralform_http_valid(u_char *p, size_t len);
 static void ngx_astralform_http_set_host(ngx_astralform_http_req_t *hr);
+static ngx_astralform_http_sock_t *ngx_astralform_http_sock(curl_socket_t s);
 static curl_socket_t ngx_astralform_http_open_socket(void *clientp,
     curlsocktype purpose, struct curl_sockaddr *addr);
+static int ngx_astralform_http_close_socket(void *clientp,
+    curl_socket_t s);
 static int ngx_astralform_http_socket(CURL *easy, curl_socket_t s, int what,
     void *userp, void *socketp);
 static ngx_connection_t *ngx_astralform_http_wrap(curl_socket_t s);
 static ngx_int_t ngx_astralform_http_owned(ngx_connection_t *c);
 static ngx_int_t ngx_astralform_http_watch(ngx_event_t *ev, ngx_int_t event,
     ngx_uint_t on);
+static void ngx_astralform_http_quiet(ngx_connection_t *c, ngx_uint_t flags);
 static void ngx_astralform_http_forget(ngx_connection_t *c);
+static void ngx_astralform_http_removed(ngx_connection_t *c);
 static void ngx_astralform_http_unwrap(ngx_connection_t *c);
+static void ngx_astralform_http_release_idle(ngx_uint_t all);
 static void ngx_astralform_http_no_connection(CURL *easy);
 static int ngx_astralform_http_timer(CURLM *multi, long timeout_ms,
     void *userp);
@@ -234,10 +278,10 @@ ngx_astralform_http_start(ngx_astralform_http_req_t *hr)
 
     hr->errbuf[0] = '\0';
 
-    easy = curl_easy_init();
+    easy = ngx_astralform_http_get_easy();
     if (easy == NULL) {
         ngx_log_error(NGX_LOG_ERR, hr->log, 0,
-                      "astralform: curl_easy_init() failed");
+                      "astralform: cannot set up a curl easy handle");
         return NGX_ERROR;
     }
 
@@ -247,6 +291,7 @@ ngx_astralform_http_start(ngx_astralform_http_req_t *hr)
         ngx_log_error(NGX_LOG_ERR, hr->log, 0,
                       "astralform: cannot set up upstream request to \"%V\"",
                       &hr->host);
+        mc = CURLM_OK;
         goto failed;
     }
 
@@ -276,8 +321,8 @@ ngx_astralform_http_start(ngx_astralform_http_req_t *hr)
 
 failed:
 
-    curl_easy_cleanup(easy);
-    curl_slist_free_all(hr->slist);
+    ngx_astralform_http_put_easy(easy, mc);
+    ngx_free(hr->slist);
     hr->easy = NULL;
     hr->slist = NULL;
 
@@ -285,24 +330,69 @@ failed:
 }
 
 
-static ngx_int_t
-ngx_astralform_http_setup(ngx_astralform_http_req_t *hr, CURL *easy)
+/*
+ * A fresh or reset easy handle, the options every transfer shares already
+ * set: ngx_astralform_http_setup() adds those of the request.
+ */
+
+static CURL *
+ngx_astralform_http_get_easy(void)
 {
-    char                          *url;
-    ngx_msec_t                     timeout;
+    CURL                          *easy;
     ngx_astralform_http_worker_t  *w;
 
     w = &ngx_astralform_http_worker;
 
-    url = ngx_pnalloc(hr->pool, hr->url.len + 1);
-    if (url == NULL) {
-        return NGX_ERROR;
+    if (w->neasies) {
+        easy = w->easies[--w->neasies];
+
+    } else {
+        easy = curl_easy_init();
+        if (easy == NULL) {
+            return NULL;
+        }
     }
 
-    ngx_memcpy(url, hr->url.data, hr->url.len);
-    url[hr->url.len] = '\0';
+    if (ngx_astralform_http_setup_easy(easy) != NGX_OK) {
+        curl_easy_cleanup(easy);
+        return NULL;
+    }
 
-    timeout = hr->timeout ? hr->timeout : w->conf.timeout;
+    return easy;
+}
+
+
+/*
+ * removed: what curl_multi_remove_handle() returned for the handle (CURLM_OK
+ * for one never added); otherwise it may still be in the multi handle, and
+ * only curl_easy_cleanup() copes with that. curl_easy_reset() drops every
+ * option, the pointers into the request's pool with them; its connection
+ * went back to the multi handle's cache with the remove.
+ */
+
+static void
+ngx_astralform_http_put_easy(CURL *easy, CURLMcode removed)
+{
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    if (removed != CURLM_OK || w->neasies == NGX_ASTRALFORM_HTTP_EASIES) {
+        curl_easy_cleanup(easy);
+        return;
+    }
+
+    curl_easy_reset(easy);
+    w->easies[w->neasies++] = easy;
+}
+
+
+static ngx_int_t
+ngx_astralform_http_setup_easy(CURL *easy)
+{
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
 
     /*
      * No redirects: a provider's redirect goes back to the caller, which
@@ -312,23 +402,20 @@ ngx_astralform_http_setup(ngx_astralform_http_req_t *hr, CURL *easy)
      * and that is the only way to route the egress through a proxy.
      */
 
-    if (curl_easy_setopt(easy, CURLOPT_URL, url) != CURLE_OK
-        || curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION,
-                            ngx_astralform_http_open_socket)
+    if (curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION,
+                         ngx_astralform_http_open_socket)
+        != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
+                            ngx_astralform_http_close_socket)
            != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_DEFAULT_PROTOCOL, "https")
            != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https")
            != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK
-        || curl_easy_setopt(easy, CURLOPT_PRIVATE, hr) != CURLE_OK
-        || curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, hr->errbuf)
-           != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                             (long) w->conf.connect_timeout)
-           != CURLE_OK
-        || curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) timeout)
            != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_USERAGENT, "astralform")
@@ -352,24 +439,12 @@ ngx_astralform_http_setup(ngx_astralform_http_req_t *hr, CURL *easy)
 
     /*
      * TLS peer and host verification are curl's defaults and stay on.
-     * HTTP/2 is offered over TLS; a burst of requests to a host waits for
-     * the first handshake (ALPN) to share one connection. Not with plain
-     * http: curl would only learn "no multiplexing" from the first
-     * response, and a slow one would hold the whole burst.
+     * HTTP/2 is offered over TLS (PIPEWAIT: see ngx_astralform_http_setup()).
      */
 
     if (curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
                          (long) CURL_HTTP_VERSION_2TLS)
         != CURLE_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if ((hr->url.len < sizeof("http://") - 1
-         || ngx_strncasecmp(hr->url.data, (u_char *) "http://",
-                            sizeof("http://") - 1)
-            != 0)
-        && curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L) != CURLE_OK)
     {
         return NGX_ERROR;
     }
@@ -381,6 +456,11 @@ ngx_astralform_http_setup(ngx_astralform_http_req_t *hr, CURL *easy)
     {
         return NGX_ERROR;
     }
+
+    /*
+     * Set again after every reset: the reset keeps the share attached but
+     * drops the session cache size that goes with it.
+     */
 
     if (w->share != NULL
         && curl_easy_setopt(easy, CURLOPT_SHARE, w->share) != CURLE_OK)
@@ -405,11 +485,62 @@ ngx_astralform_http_setup(ngx_astralform_http_req_t *hr, CURL *easy)
         || curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION,
                             ngx_astralform_http_write)
            != CURLE_OK
-        || curl_easy_setopt(easy, CURLOPT_WRITEDATA, hr) != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION,
                             ngx_astralform_http_header)
+           != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the options of this request, on a handle from get_easy() */
+
+static ngx_int_t
+ngx_astralform_http_setup(ngx_astralform_http_req_t *hr, CURL *easy)
+{
+    char                          *url;
+    ngx_msec_t                     timeout;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    url = ngx_pnalloc(hr->pool, hr->url.len + 1);
+    if (url == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(url, hr->url.data, hr->url.len);
+    url[hr->url.len] = '\0';
+
+    timeout = hr->timeout ? hr->timeout : w->conf.timeout;
+
+    if (curl_easy_setopt(easy, CURLOPT_URL, url) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_PRIVATE, hr) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, hr->errbuf)
            != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) timeout)
+           != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_WRITEDATA, hr) != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_HEADERDATA, hr) != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /*
+     * A burst of HTTPS requests to a host waits for the first handshake
+     * (ALPN) to share one HTTP/2 connection. Not with plain http: curl
+     * would only learn "no multiplexing" from the first response, and a
+     * slow one would hold the whole burst.
+     */
+
+    if ((hr->url.len < sizeof("http://") - 1
+         || ngx_strncasecmp(hr->url.data, (u_char *) "http://",
+                            sizeof("http://") - 1)
+            != 0)
+        && curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L) != CURLE_OK)
     {
         return NGX_ERROR;
     }
@@ -491,52 +622,57 @@ ngx_astralform_http_set_method(ngx_astralform_http_req_t *hr, CURL *easy)
 }
 
 
+/*
+ * The header list is built in one allocation, nodes first, then the lines:
+ * struct curl_slist is public and curl only reads the list. It is freed
+ * with ngx_free(), after the handle left the multi handle (an orphan's
+ * goes with the orphan: curl may still send the request).
+ */
+
 static ngx_int_t
 ngx_astralform_http_set_headers(ngx_astralform_http_req_t *hr, CURL *easy)
 {
-    char               *line;
-    size_t              max;
+    u_char             *p;
+    size_t              size;
     ngx_str_t          *h;
-    ngx_uint_t          i;
+    ngx_uint_t          i, n;
     struct curl_slist  *list;
 
     h = hr->headers.elts;
-    max = sizeof("Expect:") - 1;
+    n = hr->headers.nelts;
 
-    for (i = 0; i < hr->headers.nelts; i++) {
+    /* an empty Expect stops curl from waiting for "100 Continue" */
+
+    size = (n + 1) * sizeof(struct curl_slist) + sizeof("Expect:");
+
+    for (i = 0; i < n; i++) {
         if (ngx_astralform_http_valid(h[i].data, h[i].len) != NGX_OK) {
             return NGX_ERROR;
         }
 
-        max = ngx_max(max, h[i].len);
+        size += h[i].len + 1;
     }
 
-    line = ngx_pnalloc(hr->pool, max + 1);
-    if (line == NULL) {
+    list = ngx_alloc(size, hr->log);
+    if (list == NULL) {
         return NGX_ERROR;
     }
 
-    for (i = 0; i <= hr->headers.nelts; i++) {
+    hr->slist = list;
+    p = (u_char *) &list[n + 1];
 
-        /* an empty Expect stops curl from waiting for "100 Continue" */
-
-        if (i == hr->headers.nelts) {
-            ngx_memcpy(line, "Expect:", sizeof("Expect:"));
-
-        } else {
-            ngx_memcpy(line, h[i].data, h[i].len);
-            line[h[i].len] = '\0';
-        }
-
-        list = curl_slist_append(hr->slist, line);
-        if (list == NULL) {
-            return NGX_ERROR;
-        }
-
-        hr->slist = list;
+    for (i = 0; i < n; i++) {
+        list[i].data = (char *) p;
+        list[i].next = &list[i + 1];
+        p = ngx_cpymem(p, h[i].data, h[i].len);
+        *p++ = '\0';
     }
 
-    return curl_easy_setopt(easy, CURLOPT_HTTPHEADER, hr->slist) == CURLE_OK
+    list[n].data = (char *) p;
+    list[n].next = NULL;
+    ngx_memcpy(p, "Expect:", sizeof("Expect:"));
+
+    return curl_easy_setopt(easy, CURLOPT_HTTPHEADER, list) == CURLE_OK
            ? NGX_OK : NGX_ERROR;
 }
 
@@ -699,6 +835,7 @@ ngx_astralform_http_init_process(ngx_cycle_t *cycle,
     ngx_queue_init(&w->running);
     ngx_queue_init(&w->failed);
     ngx_queue_init(&w->orphans);
+    ngx_queue_init(&w->idle);
 
     w->dummy.fd = (ngx_socket_t) -1;
     w->timer.handler = ngx_astralform_http_timer_handler;
@@ -775,7 +912,9 @@ failed:
 void
 ngx_astralform_http_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                     i;
     ngx_queue_t                   *q;
+    ngx_connection_t              *c;
     ngx_astralform_http_worker_t  *w;
 
     w = &ngx_astralform_http_worker;
@@ -798,13 +937,37 @@ ngx_astralform_http_exit_process(ngx_cycle_t *cycle)
 
     ngx_astralform_http_reap_orphans();
 
-    /* closes the cached connections, their wrappers go on REMOVE */
+    /* reset handles still hold the share */
+
+    while (w->neasies) {
+        curl_easy_cleanup(w->easies[--w->neasies]);
+    }
+
+    /* closes the cached connections, close_socket() frees their wrappers */
 
     w->in_curl++;
     curl_multi_cleanup(w->multi);
     w->in_curl--;
 
     w->multi = NULL;
+
+    /* wrappers of sockets curl neither removed nor closed: bookkeeping */
+
+    for (i = 0; i < w->nsocks; i++) {
+        c = w->socks[i].connection;
+
+        if (c == NULL) {
+            continue;
+        }
+
+        if (!w->socks[i].watched && !w->socks[i].closed) {
+            ngx_queue_remove(&c->queue);
+        }
+
+        w->socks[i].watched = 1;
+        w->socks[i].closed = 1;
+        ngx_astralform_http_unwrap(c);
+    }
 
     if (w->share != NULL) {
         curl_share_cleanup(w->share);
@@ -829,12 +992,53 @@ ngx_astralform_http_exit_process(ngx_cycle_t *cycle)
 }
 
 
+/* the entry for fd number s, the table grown to hold it; NULL: no memory */
+
+static ngx_astralform_http_sock_t *
+ngx_astralform_http_sock(curl_socket_t s)
+{
+    size_t                         n;
+    ngx_astralform_http_sock_t    *socks;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    if ((ngx_uint_t) s < w->nsocks) {
+        return &w->socks[s];
+    }
+
+    n = ngx_max((size_t) s + 1, 2 * w->nsocks);
+    n = ngx_max(n, 64);
+
+    socks = ngx_alloc(n * sizeof(ngx_astralform_http_sock_t), w->log);
+    if (socks == NULL) {
+        return NULL;
+    }
+
+    if (w->socks != NULL) {
+        ngx_memcpy(socks, w->socks,
+                   w->nsocks * sizeof(ngx_astralform_http_sock_t));
+        ngx_free(w->socks);
+    }
+
+    ngx_memzero(&socks[w->nsocks],
+                (n - w->nsocks) * sizeof(ngx_astralform_http_sock_t));
+
+    w->socks = socks;
+    w->nsocks = n;
+
+    return &socks[s];
+}
+
+
 static curl_socket_t
 ngx_astralform_http_open_socket(void *clientp, curlsocktype purpose,
     struct curl_sockaddr *addr)
 {
     ngx_uint_t                     n;
     curl_socket_t                  s, held[NGX_ASTRALFORM_HTTP_HELD];
+    ngx_file_info_t                fi;
+    ngx_astralform_http_sock_t    *sock;
     ngx_astralform_http_worker_t  *w;
 
     w = &ngx_astralform_http_worker;
@@ -867,7 +1071,84 @@ ngx_astralform_http_open_socket(void *clientp, curlsocktype purpose,
         (void) close(held[--n]);
     }
 
+    if (s == CURL_SOCKET_BAD) {
+        return s;
+    }
+
+    /*
+     * Its inode tells this socket from whatever gets the number if curl
+     * closes it without close_socket() (see ngx_astralform_http_sock_t).
+     * Without it the socket is never confirmed: only slower.
+     */
+
+    sock = ngx_astralform_http_sock(s);
+
+    if (sock != NULL) {
+
+        if (sock->confirmed) {
+            ngx_log_error(NGX_LOG_ALERT, w->log, 0,
+                          "astralform: fd:%d was closed without "
+                          "the close-socket callback", s);
+            sock->confirmed = 0;
+        }
+
+        sock->made = ngx_fd_info(s, &fi) != NGX_FILE_ERROR
+                     ? ngx_file_uniq(&fi) : 0;
+    }
+
     return s;
+}
+
+
+static int
+ngx_astralform_http_close_socket(void *clientp, curl_socket_t s)
+{
+    ngx_connection_t              *c;
+    ngx_astralform_http_sock_t    *sock;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, w->log, 0,
+                   "astralform http: closing fd:%d", s);
+
+    if ((ngx_uint_t) s < w->nsocks) {
+        sock = &w->socks[s];
+        c = sock->connection;
+
+        if (c != NULL && !sock->closed) {
+
+            if (!sock->watched) {
+                /* idle in curl's cache until now */
+                ngx_astralform_http_unwrap(c);
+
+            } else {
+
+                /*
+                 * Not removed first (curl announces the REMOVE before the
+                 * close only when the closing handle is in the multi
+                 * handle): the wrapper stays, without events, holding the
+                 * number until the REMOVE.
+                 */
+
+                ngx_astralform_http_quiet(c,
+                               ngx_astralform_http_owned(c) == NGX_OK
+                               ? 0 : NGX_CLOSE_EVENT);
+                sock->closed = 1;
+            }
+        }
+
+        sock->confirmed = 0;
+        sock->made = 0;
+    }
+
+    if (ngx_close_socket(s) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, w->log, ngx_socket_errno,
+                      ngx_close_socket_n " fd:%d failed", s);
+        return 1;
+    }
+
+    return 0;
 }
 
 
@@ -876,6 +1157,7 @@ ngx_astralform_http_socket(CURL *easy, curl_socket_t s, int what,
     void *userp, void *socketp)
 {
     ngx_connection_t              *c;
+    ngx_astralform_http_sock_t    *sock;
     ngx_astralform_http_worker_t  *w;
 
     w = &ngx_astralform_http_worker;
@@ -883,7 +1165,7 @@ ngx_astralform_http_socket(CURL *easy, curl_socket_t s, int what,
 
     if (what == CURL_POLL_REMOVE) {
         if (c != NULL) {
-            ngx_astralform_http_unwrap(c);
+            ngx_astralform_http_removed(c);
         }
 
         return 0;
@@ -910,6 +1192,22 @@ ngx_astralform_http_socket(CURL *easy, curl_socket_t s, int what,
         ngx_astralform_http_forget(c);
     }
 
+    /*
+     * The wrapper's inode is the socket's at this point: fstat()ed in
+     * wrap(), owned() or forget(), unless the socket is confirmed already.
+     */
+
+    sock = &w->socks[s];
+
+    if (!sock->confirmed && (what & CURL_POLL_IN)
+        && sock->made != 0 && sock->ino == sock->made)
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, w->log, 0,
+                       "astralform http: fd:%d is connected", s);
+
+        sock->confirmed = 1;
+    }
+
     if (ngx_astralform_http_watch(c->read, NGX_READ_EVENT,
                                   what & CURL_POLL_IN)
         != NGX_OK
@@ -929,46 +1227,59 @@ ngx_astralform_http_socket(CURL *easy, curl_socket_t s, int what,
 static ngx_connection_t *
 ngx_astralform_http_wrap(curl_socket_t s)
 {
-    size_t                         n;
     ngx_connection_t              *c;
     ngx_file_info_t                fi;
-    ngx_astralform_http_sock_t    *socks;
+    ngx_file_uniq_t                ino;
+    ngx_astralform_http_sock_t    *sock;
     ngx_astralform_http_worker_t  *w;
 
     w = &ngx_astralform_http_worker;
 
-    if (ngx_fd_info(s, &fi) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ALERT, w->log, ngx_errno,
-                      "astralform: fstat(%d) failed", s);
+    sock = ngx_astralform_http_sock(s);
+    if (sock == NULL) {
         return NULL;
     }
 
-    if ((ngx_uint_t) s >= w->nsocks) {
-        n = ngx_max((size_t) s + 1, 2 * w->nsocks);
-        n = ngx_max(n, 64);
+    c = sock->connection;
 
-        socks = ngx_alloc(n * sizeof(ngx_astralform_http_sock_t), w->log);
-        if (socks == NULL) {
+    if (c != NULL) {
+
+        if (sock->confirmed && !sock->closed) {
+
+            /* a cached connection's socket back at work, events and all */
+
+            if (!sock->watched) {
+                ngx_queue_remove(&c->queue);
+                sock->watched = 1;
+            }
+
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, w->log, 0,
+                           "astralform http: watching fd:%d again", s);
+
+            return c;
+        }
+
+        /* a wrapper left at this number watched a socket that is gone */
+
+        ngx_astralform_http_unwrap(c);
+    }
+
+    ino = 0;
+
+    if (!sock->confirmed) {
+        if (ngx_fd_info(s, &fi) == NGX_FILE_ERROR) {
+            ngx_log_error(NGX_LOG_ALERT, w->log, ngx_errno,
+                          "astralform: fstat(%d) failed", s);
             return NULL;
         }
 
-        if (w->socks != NULL) {
-            ngx_memcpy(socks, w->socks,
-                       w->nsocks * sizeof(ngx_astralform_http_sock_t));
-            ngx_free(w->socks);
-        }
-
-        ngx_memzero(&socks[w->nsocks],
-                    (n - w->nsocks) * sizeof(ngx_astralform_http_sock_t));
-
-        w->socks = socks;
-        w->nsocks = n;
+        ino = ngx_file_uniq(&fi);
     }
 
-    /* a wrapper left at this number watched a socket that is gone */
+    /* an idle socket does without its wrapper rather than a transfer */
 
-    if (w->socks[s].connection != NULL) {
-        ngx_astralform_http_unwrap(w->socks[s].connection);
+    if (ngx_cycle->free_connections == NULL) {
+        ngx_astralform_http_release_idle(0);
     }
 
     c = ngx_get_connection(s, w->log);
@@ -982,8 +1293,11 @@ ngx_astralform_http_wrap(curl_socket_t s)
     c->read->log = c->log;
     c->write->log = c->log;
 
-    w->socks[s].connection = c;
-    w->socks[s].ino = ngx_file_uniq(&fi);
+    sock = &w->socks[s];
+    sock->connection = c;
+    sock->ino = ino;
+    sock->watched = 1;
+    sock->closed = 0;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, w->log, 0,
                    "astralform http: watching fd:%d", s);
@@ -991,6 +1305,8 @@ ngx_astralform_http_wrap(curl_socket_t s)
     return c;
 }
 
+
+/* whether c->fd still is the socket c was made for */
 
 static ngx_int_t
 ngx_astralform_http_owned(ngx_connection_t *c)
@@ -1007,8 +1323,15 @@ ngx_astralform_http_owned(ngx_connection_t *c)
 
     sock = &w->socks[c->fd];
 
-    if (sock->connection != c
-        || ngx_fd_info(c->fd, &fi) == NGX_FILE_ERROR
+    if (sock->connection != c || sock->closed) {
+        return NGX_DECLINED;
+    }
+
+    if (sock->confirmed) {
+        return NGX_OK;
+    }
+
+    if (ngx_fd_info(c->fd, &fi) == NGX_FILE_ERROR
         || ngx_file_uniq(&fi) != sock->ino)
     {
         return NGX_DECLINED;
@@ -1035,52 +1358,11 @@ ngx_astralform_http_watch(ngx_event_t *ev, ngx_int_t event, ngx_uint_t on)
 }
 
 
-static void
-ngx_astralform_http_forget(ngx_connection_t *c)
-{
-    ngx_file_info_t                fi;
-    ngx_astralform_http_worker_t  *w;
-
-    /*
-     * The socket was closed behind our back: the kernel dropped its epoll
-     * registration, only nginx's bookkeeping is left to clear.
-     */
-
-    w = &ngx_astralform_http_worker;
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                   "astralform http: fd:%d was closed by libcurl", c->fd);
-
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
-    }
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
-    }
-
-    if ((ngx_uint_t) c->fd < w->nsocks
-        && w->socks[c->fd].connection == c
-        && ngx_fd_info(c->fd, &fi) != NGX_FILE_ERROR)
-    {
-        w->socks[c->fd].ino = ngx_file_uniq(&fi);
-    }
-}
-
+/* flags: NGX_CLOSE_EVENT when the fd is not (or no longer) the socket */
 
 static void
-ngx_astralform_http_unwrap(ngx_connection_t *c)
+ngx_astralform_http_quiet(ngx_connection_t *c, ngx_uint_t flags)
 {
-    ngx_uint_t                     flags;
-    ngx_astralform_http_worker_t  *w;
-
-    w = &ngx_astralform_http_worker;
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                   "astralform http: releasing fd:%d", c->fd);
-
-    flags = ngx_astralform_http_owned(c) == NGX_OK ? 0 : NGX_CLOSE_EVENT;
-
     if (c->read->active) {
         (void) ngx_del_event(c->read, NGX_READ_EVENT, flags);
     }
@@ -1096,9 +1378,112 @@ ngx_astralform_http_unwrap(ngx_connection_t *c)
     if (c->write->posted) {
         ngx_delete_posted_event(c->write);
     }
+}
+
+
+static void
+ngx_astralform_http_forget(ngx_connection_t *c)
+{
+    ngx_file_info_t                fi;
+    ngx_astralform_http_sock_t    *sock;
+    ngx_astralform_http_worker_t  *w;
+
+    /*
+     * The socket was closed behind our back (or by close_socket() before
+     * its REMOVE): the kernel dropped its epoll registration, only nginx's
+     * bookkeeping is left to clear.
+     */
+
+    w = &ngx_astralform_http_worker;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "astralform http: fd:%d was closed by libcurl", c->fd);
+
+    ngx_astralform_http_quiet(c, NGX_CLOSE_EVENT);
 
     if ((ngx_uint_t) c->fd < w->nsocks && w->socks[c->fd].connection == c) {
-        w->socks[c->fd].connection = NULL;
+        sock = &w->socks[c->fd];
+        sock->closed = 0;
+        sock->ino = ngx_fd_info(c->fd, &fi) != NGX_FILE_ERROR
+                    ? ngx_file_uniq(&fi) : 0;
+    }
+}
+
+
+/* CURL_POLL_REMOVE */
+
+static void
+ngx_astralform_http_removed(ngx_connection_t *c)
+{
+    ngx_astralform_http_sock_t    *sock;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    if (c->fd == (ngx_socket_t) -1 || (ngx_uint_t) c->fd >= w->nsocks) {
+        return;
+    }
+
+    sock = &w->socks[c->fd];
+
+    if (sock->connection != c || sock->closed || !sock->confirmed
+        || !sock->watched)
+    {
+        ngx_astralform_http_unwrap(c);
+        return;
+    }
+
+    /*
+     * Idle in curl's connection cache: the wrapper and the read event stay
+     * (see the read handler), a write event would fire at once.
+     */
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "astralform http: fd:%d is idle", c->fd);
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    sock->watched = 0;
+    ngx_queue_insert_head(&w->idle, &c->queue);
+
+    /* idle sockets hold no connections nginx runs short of */
+
+    if (ngx_cycle->free_connection_n < ngx_cycle->connection_n / 16) {
+        ngx_astralform_http_release_idle(1);
+    }
+}
+
+
+static void
+ngx_astralform_http_unwrap(ngx_connection_t *c)
+{
+    ngx_astralform_http_sock_t    *sock;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "astralform http: releasing fd:%d", c->fd);
+
+    ngx_astralform_http_quiet(c, ngx_astralform_http_owned(c) == NGX_OK
+                                 ? 0 : NGX_CLOSE_EVENT);
+
+    if ((ngx_uint_t) c->fd < w->nsocks && w->socks[c->fd].connection == c) {
+        sock = &w->socks[c->fd];
+
+        if (!sock->watched && !sock->closed) {
+            ngx_queue_remove(&c->queue);
+        }
+
+        sock->connection = NULL;
+        sock->watched = 0;
+        sock->closed = 0;
     }
 
     ngx_free_connection(c);
@@ -1109,6 +1494,27 @@ ngx_astralform_http_unwrap(ngx_connection_t *c)
      */
 
     c->fd = (ngx_socket_t) -1;
+}
+
+
+/* the oldest idle wrapper, or all; their sockets stay in curl's cache */
+
+static void
+ngx_astralform_http_release_idle(ngx_uint_t all)
+{
+    ngx_queue_t                   *q;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
+
+    while (!ngx_queue_empty(&w->idle)) {
+        q = ngx_queue_last(&w->idle);
+        ngx_astralform_http_unwrap(ngx_queue_data(q, ngx_connection_t, queue));
+
+        if (!all) {
+            break;
+        }
+    }
 }
 
 
@@ -1169,9 +1575,29 @@ ngx_astralform_http_timer(CURLM *multi, long timeout_ms, void *userp)
 static void
 ngx_astralform_http_read_handler(ngx_event_t *ev)
 {
-    ngx_connection_t  *c;
+    ngx_connection_t            *c;
+    ngx_astralform_http_sock_t  *sock;
 
     c = ev->data;
+    sock = &ngx_astralform_http_worker.socks[c->fd];
+
+    if (!sock->watched || sock->closed) {
+
+        /*
+         * Idle in curl's cache and readable: the peer closed it, or sent
+         * what nobody asked for. Level-triggered, it would be reported
+         * on every iteration; curl finds out when it takes the socket.
+         */
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                       "astralform http: idle fd:%d is readable", c->fd);
+
+        if (ev->active && !sock->closed) {
+            (void) ngx_del_event(ev, NGX_READ_EVENT, 0);
+        }
+
+        return;
+    }
 
     ngx_astralform_http_action(c->fd, CURL_CSELECT_IN);
 }
@@ -1180,9 +1606,19 @@ ngx_astralform_http_read_handler(ngx_event_t *ev)
 static void
 ngx_astralform_http_write_handler(ngx_event_t *ev)
 {
-    ngx_connection_t  *c;
+    ngx_connection_t            *c;
+    ngx_astralform_http_sock_t  *sock;
 
     c = ev->data;
+    sock = &ngx_astralform_http_worker.socks[c->fd];
+
+    if (!sock->watched || sock->closed) {
+        if (ev->active && !sock->closed) {
+            (void) ngx_del_event(ev, NGX_WRITE_EVENT, 0);
+        }
+
+        return;
+    }
 
     ngx_astralform_http_action(c->fd, CURL_CSELECT_OUT);
 }
@@ -1434,16 +1870,17 @@ ngx_astralform_http_body(ngx_astralform_http_req_t *hr)
 static void
 ngx_astralform_http_release(ngx_astralform_http_req_t *hr)
 {
+    CURLMcode                      mc;
     ngx_astralform_http_worker_t  *w;
 
     w = &ngx_astralform_http_worker;
 
     w->in_curl++;
-    (void) curl_multi_remove_handle(w->multi, hr->easy);
+    mc = curl_multi_remove_handle(w->multi, hr->easy);
     w->in_curl--;
 
-    curl_easy_cleanup(hr->easy);
-    curl_slist_free_all(hr->slist);
+    ngx_astralform_http_put_easy(hr->easy, mc);
+    ngx_free(hr->slist);
 
     hr->easy = NULL;
     hr->slist = NULL;
@@ -1513,7 +1950,7 @@ ngx_astralform_http_reap_orphans(void)
 
         (void) curl_multi_remove_handle(w->multi, o->easy);
         curl_easy_cleanup(o->easy);
-        curl_slist_free_all(o->slist);
+        ngx_free(o->slist);
         ngx_free(o);
     }
 }

@@ -3,7 +3,7 @@
 # append it to a subset.  It stops the nginx the last file left running, so
 # that every process has exited and written its LeakSanitizer or memcheck
 # summary, then fails on
-#   - any ASan, LSan or UBSan report: the files asan.PID and ubsan.PID in
+#   - any ASan, LSan or UBSan report: the files sanitizer.PID in
 #     $TEST_NGINX_SANITIZER_DIR (make asan sets their log_path there), and
 #     the same reports in the logs of this run's servroots (without a
 #     log_path they go to stderr, which nginx points at its error log);
@@ -42,7 +42,7 @@ sub excerpt {
     return join("\n", @l > $n ? (@l[0 .. $n - 1], '...') : @l) . "\n";
 }
 
-# The reports of one asan.PID / ubsan.PID file that count.  LeakSanitizer
+# The reports of one sanitizer.PID file that count.  LeakSanitizer
 # runs at every exit; nginx core never frees some memory it owns (the
 # connection and event arrays ngx_event_process_init() mallocs in each
 # worker, the init_cycle pool of main() when the configuration fails), and
@@ -87,7 +87,7 @@ sub wait_gone {
 my ($files, $incomplete) = (0, 0);
 
 if (defined $dir && -d $dir) {
-    for my $f (sort glob("$dir/asan.* $dir/ubsan.*")) {
+    for my $f (sort glob("$dir/sanitizer.* $dir/asan.* $dir/ubsan.*")) {
         $files++;
         my @bad = reports(slurp($f));
         ok(!@bad, "no sanitizer report in $f")

@@ -19,7 +19,8 @@ my %scen = (
     4 => [ 'reload'          => sub { ($_[0]->reload(reloads => 10, control => 1),
                                        $_[0]->reload(reloads => 10, close => 1)) } ],
     5 => [ 'worker-kill'     => sub { $_[0]->worker_kill(duration => 8, at => 3) } ],
-    6 => [ 'leak'            => sub { $_[0]->leak(step => 20000, steps => 10) } ],
+    6 => [ 'leak'            => sub { ($_[0]->leak(step => 20000, steps => 10),
+                                       $_[0]->leak(step => 10000, steps => 10, errors => 1)) } ],
 );
 my %by_name = map { $scen{$_}[0] => $_ } keys %scen;
 my @want;
@@ -34,6 +35,7 @@ my ($port) = AstralformFaults::free_ports(1);
 my $dir = "$root/bench/faults/tmp/run.$port";
 remove_tree($dir);
 my $f = AstralformFaults->new(root => $root, dir => $dir, port => $port,
+                              module => $ENV{MODULE},
                               say => sub { print STDERR "faults: $_[0]\n" });
 $SIG{INT} = sub { exit 130 };
 $SIG{TERM} = sub { exit 143 };
@@ -52,6 +54,10 @@ printf "machine: nproc=%s cpu=\"%s\" load=%s\n", `nproc` =~ s/\s+//r, $cpu // '?
     join(' ', (split ' ', `cat /proc/loadavg`)[0 .. 2]);
 printf "%s | %s | %s | node %s\n", $nginx_v, $wrk_v =~ s/ Copyright.*//r,
     (split ' ', $redis_v)[2], `node --version` =~ s/\s+//r;
+chomp(my $head = `git -C '$root' log -1 --format=%h 2>/dev/null` || '?');
+my $dirty = `git -C '$root' status --porcelain -- src config 2>/dev/null` ? ', src/ modified' : '';
+printf "module: %s (built %s UTC; HEAD %s%s)\n", $ENV{MODULE} || 'ngx_astralform_module.so',
+    scalar(gmtime((stat($ENV{MODULE} || "$root/ngx_astralform_module.so"))[9])), $head, $dirty;
 printf "nginx :%d redis :%d mock :%d, files in %s\n", $port, $f->{redis_port},
     $f->{mock_port}, $dir =~ s{^\Q$root\E/}{}r;
 

@@ -10,7 +10,7 @@
 --   FAULTS_KEY     Bearer key;   FAULTS_USER  X-Astralform-User
 --   FAULTS_CLOSE   1: "Connection: close" (a new connection per request)
 --   FAULTS_LOG     path prefix: each thread writes PREFIX.<n>
---   FAULTS_QUOTA   requests per thread, then the thread stops
+--   FAULTS_QUOTA   requests per thread, then the run ends (see response())
 --   FAULTS_SECRET  a string that must never appear in an answer
 --
 -- done() prints lines the driver parses:
@@ -22,6 +22,8 @@ local ffi = require("ffi")
 ffi.cdef [[
 typedef struct { long tv_sec; long tv_usec; } faults_timeval_t;
 int gettimeofday(faults_timeval_t *tv, void *tz);
+int getpid(void);
+int kill(int pid, int sig);
 ]]
 local tv = ffi.new("faults_timeval_t")
 local function now_ms()
@@ -87,9 +89,14 @@ function response(status, headers, body)
       pending = pending + 1
       if pending >= 64 then logf:flush(); pending = 0 end
    end
-   if quota and done_n >= quota then
+   if quota and done_n >= quota and not stopped then
+      -- wrk's main thread sleeps for -d: SIGINT ends that sleep, then wrk
+      -- stops every thread and prints its summary (use -t 1 for an exact
+      -- count: the first thread at its quota ends the run)
+      stopped = true
       if logf then logf:flush() end
       wrk.thread:stop()
+      ffi.C.kill(ffi.C.getpid(), 2)
    end
 end
 

@@ -55,12 +55,17 @@ sub new {
     make_path(map { "$d/$_" } qw(conf logs keys redis temp wrk));
     chmod 0755, $d, "$d/temp";
     # a private copy: a `make` elsewhere cannot swap the module under a
-    # reload in the middle of a scenario
+    # reload in the middle of a scenario. copy => 0 loads it in place (the
+    # suite: make asan preloads that very file)
     my $src = $s->{module} || "$s->{root}/ngx_astralform_module.so";
     die "$src not built (run make)\n" unless -f $src;
-    File::Copy::copy($src, "$d/ngx_astralform_module.so")
-        or die "copy $src: $!\n";
-    $s->{module} = "$d/ngx_astralform_module.so";
+    if ($o{copy} // 1) {
+        File::Copy::copy($src, "$d/ngx_astralform_module.so")
+            or die "copy $src: $!\n";
+        $s->{module} = "$d/ngx_astralform_module.so";
+    } else {
+        $s->{module} = $src;
+    }
     push @LIVE, $s;
     return $s;
 }
@@ -96,8 +101,7 @@ sub _spawn {
         open STDOUT, '>>', $log or POSIX::_exit(126);
         open STDERR, '>&', \*STDOUT;
         POSIX::setsid();
-        exec @cmd;
-        POSIX::_exit(127);
+        exec(@cmd) or POSIX::_exit(127);
     }
     $s->{pids}{$name} = $pid;
     return $pid;
@@ -117,6 +121,11 @@ sub _reap {
 sub cleanup {
     my ($s) = @_;
     return if $s->{cleaned}++;
+    # load generators and probes still running (an interrupted scenario)
+    for my $pid (keys %{ $s->{kids} || {} }) {
+        kill 'TERM', $pid;
+        waitpid($pid, 0);
+    }
     $s->stop_nginx;
     $s->_reap($_) for keys %{ $s->{pids} };
 }
@@ -366,6 +375,24 @@ sub _nginx_cmd {
             '-e', "$s->{dir}/logs/error.log", @extra);
 }
 
+# run the nginx binary (start, or a signal); its output to a file, not a
+# pipe (a daemon keeping the pipe open would hang us), and without $NGINX in
+# its environment: nginx reads inherited listening sockets from that variable
+sub _run_nginx {
+    my ($s, @extra) = @_;
+    my $log = "$s->{dir}/logs/nginx.out";
+    my $pid = fork // die "fork: $!\n";
+    if (!$pid) {
+        delete $ENV{NGINX};
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', $log or POSIX::_exit(126);
+        open STDERR, '>&', \*STDOUT;
+        exec($s->_nginx_cmd(@extra)) or POSIX::_exit(127);
+    }
+    waitpid($pid, 0);
+    return ($? >> 8, slurp($log));
+}
+
 sub master_pid {
     my ($s) = @_;
     my $pid = slurp("$s->{dir}/logs/nginx.pid");
@@ -404,8 +431,8 @@ sub start_nginx {
     $s->stop_nginx;
     spew("$s->{dir}/conf/nginx.conf", $s->conf(%o));
     for my $l (qw(error.log access.log)) { spew("$s->{dir}/logs/$l", '') }
-    my $out = `@{[ join ' ', map { "'$_'" } $s->_nginx_cmd ]} 2>&1`;
-    if ($?) { $s->{start_error} = $out; return 0 }
+    my ($rc, $out) = $s->_run_nginx;
+    if ($rc) { $s->{start_error} = $out; return 0 }
     my $deadline = time + 5;
     while (time < $deadline) {
         if ($s->master_pid && (my @w = $s->worker_pids) >= ($o{workers} || 1)) {
@@ -435,8 +462,8 @@ sub stop_nginx {
 
 sub reload_nginx {
     my ($s) = @_;
-    my $out = `@{[ join ' ', map { "'$_'" } $s->_nginx_cmd('-s', 'reload') ]} 2>&1`;
-    return ($? == 0, $out);
+    my ($rc, $out) = $s->_run_nginx('-s', 'reload');
+    return ($rc == 0, $out);
 }
 
 sub rss_kb {
@@ -570,12 +597,14 @@ sub probe_start {
         close $fh;
         POSIX::_exit(0);
     }
+    $s->{kids}{$pid} = 1;
     return { pid => $pid, file => $file };
 }
 
 sub probe_wait {
     my ($s, $p) = @_;
     waitpid($p->{pid}, 0);
+    delete $s->{kids}{ $p->{pid} };
     return map { my ($t, $secs, $k) = split ' '; $k =~ s/_/ /; { t => $t, secs => $secs, key => $k } }
            grep { /\S/ } split /\n/, slurp($p->{file});
 }
@@ -591,7 +620,7 @@ sub wrk_start {
     my %env = (FAULTS_KEY => $s->{agent_key}, FAULTS_USER => $o{user} || 'u1');
     if (($o{what} || 'call') eq 'connectors') {
         @env{qw(FAULTS_METHOD FAULTS_PATH)} = ('GET', '/v1/connectors');
-    } elsif ($o{what} eq 'static') {
+    } elsif (($o{what} || "") eq "static") {
         @env{qw(FAULTS_METHOD FAULTS_PATH)} = ('GET', '/static');
     } else {
         $env{FAULTS_BODY} = $JSON->encode({ name => $o{tool} || 'faults_echo',
@@ -602,7 +631,7 @@ sub wrk_start {
     $env{FAULTS_QUOTA} = $o{quota} if $o{quota};
     $env{FAULTS_SECRET} = $o{secret} if $o{secret};
     my @cmd = ('wrk', '-t', $o{threads} || 1, '-c', $o{conns} || 8,
-               '-d', ($o{duration} || 10) . 's', '--timeout', ($o{timeout} || 5) . 's',
+               '-d', POSIX::ceil($o{duration} || 10) . 's', '--timeout', ($o{timeout} || 5) . 's',
                '--latency', '-s', "$s->{root}/bench/faults/load.lua",
                "http://127.0.0.1:$s->{port}");
     my $t0 = time;
@@ -612,9 +641,9 @@ sub wrk_start {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>', $out or POSIX::_exit(126);
         open STDERR, '>&', \*STDOUT;
-        exec @cmd;
-        POSIX::_exit(127);
+        exec(@cmd) or POSIX::_exit(127);
     }
+    $s->{kids}{$pid} = 1;
     return { pid => $pid, out => $out, log => $log, t0 => $t0, name => $name };
 }
 
@@ -622,6 +651,7 @@ sub wrk_wait {
     my ($s, $w) = @_;
     waitpid($w->{pid}, 0);
     my $rc = $? >> 8;
+    delete $s->{kids}{ $w->{pid} };
     my $text = slurp($w->{out});
     my %r = (rc => $rc, text => $text, counts => {}, requests => 0,
              errors => { connect => 0, read => 0, write => 0, timeout => 0 },
@@ -719,7 +749,7 @@ sub redis_kill {
     sleep $kill_at;
     my $t_kill = time;
     $s->kill_redis('KILL');
-    sleep $down - (time - $t_kill);
+    sleep max_of(0, $down - (time - $t_kill));
     my $t_spawn = time;
     my $t_up = $s->start_redis(keep_data => 1);
     my $res = $s->wrk_wait($w);
@@ -855,7 +885,7 @@ sub redis_slow {
     _check($r, @k >= 3 && !@k_bad && $k_max < 0.25,
            'GET /v1/connectors on the same worker not stalled (each < 250 ms)',
            scalar(@k) . ' probes, ' . scalar(@k_bad) . ' not 200, max ' . ms($k_max) . ' ms');
-    _check($r, $res->{socket_errors} == 0 && $other == 0,
+    _check($r, $res->{answered} > 0 && $res->{socket_errors} == 0 && $other == 0,
            'load: every request answered, 200 or 503 store_unavailable only',
            counts_str(\%c) . ' errors ' . join(' ', %{ $res->{errors} }));
     _check($r, defined $res->{lat_max} && $res->{lat_max} <= $T + 0.3,
@@ -1177,12 +1207,23 @@ sub leak {
     my $steps = $o{steps} // 10;
     my $limit_kb = $o{limit_kb} // 10240;
     my $total = $step * $steps;
-    my $r = _result(6, 'leak', sprintf 'worker RSS after %dk vs %dk tool calls, 1 worker', $total / 1000, $step / 1000);
-    $s->say("[6] leak: $steps x $step tool calls, RSS after each");
+    # errors => 1: the provider answers every call 500 + JSON, so each tool
+    # call takes the 502 provider_error path instead
+    my $errors = $o{errors} ? 1 : 0;
+    my $expect = $errors ? '502 provider_error' : '200';
+    my $r = _result(6, $errors ? 'leak-errors' : 'leak',
+                    sprintf 'worker RSS after %dk vs %dk tool calls%s, 1 worker',
+                    $total / 1000, $step / 1000,
+                    $errors ? ' answered 502 provider_error (provider 500)' : '');
+    $s->say("[6] leak: $steps x $step tool calls ($expect), RSS after each");
     $s->_start($r, workers => 1, access_log => 0) or return $r;
     $s->mock('DELETE', '/__mock/behaviour');   # the mock's fast /bench/echo path
+    $s->mock('POST', '/__mock/behaviour',
+             { prefix => '/bench/echo', count => -1, status => 500,
+               body => { error => 'internal', message => 'injected by bench/faults' } })
+        if $errors;
     my ($worker) = $s->worker_pids;
-    my $threads = 2;
+    my $threads = 1;    # one wrk thread: its quota ends the run exactly
     my $calls = sub {
         my $st = $s->mock('GET', '/__mock/stats');
         return ref $st ? ($st->{requests_by_prefix}{bench} // 0) : 0;
@@ -1197,12 +1238,12 @@ sub leak {
     $bad = $errs = $done_ok = 0;
     my $t0 = time;
     for my $i (1 .. $steps) {
-        my $res = $s->wrk_wait($s->wrk_start(name => "leak-$i", duration => 600,
+        my $res = $s->wrk_wait($s->wrk_start(name => "leak-$i", duration => 300,
                                              conns => 8, threads => $threads,
                                              quota => int($step / $threads)));
-        $bad += $res->{answered} - ($res->{counts}{200} || 0);
+        $bad += $res->{answered} - ($res->{counts}{$expect} || 0);
         $errs += $res->{socket_errors};
-        $done_ok += $res->{counts}{200} || 0;
+        $done_ok += $res->{counts}{$expect} || 0;
         my $n = $calls->() - $base;
         push @points, [ $n, rss_kb($worker) // 0 ];
         $s->say(sprintf '    after %d calls: VmRSS %d kB', $n, $points[-1][1]);
@@ -1212,16 +1253,17 @@ sub leak {
     my ($n2, $r2) = @{ $points[-1] };
     my $alive = ($s->worker_pids)[0] // 0;
     _check($r, $alive == $worker, 'the same worker served every call', "$worker -> $alive");
-    _check($r, $bad == 0 && $errs == 0, 'every call answered 200',
-           "non-200 $bad, socket errors $errs");
+    _check($r, $bad == 0 && $errs == 0, "every call answered $expect",
+           "other answers $bad, socket errors $errs");
+    $s->mock('DELETE', '/__mock/behaviour') if $errors;
     _check($r, $n2 >= $total * 0.99, "about $total calls done", "$n2 calls");
     _check($r, $r2 - $r1 <= $limit_kb,
            sprintf('VmRSS after %d calls within %d MB of after %d', $n2, $limit_kb / 1024, $n1),
            "$r1 kB -> $r2 kB");
     $r->{summary} = sprintf 'VmRSS after %d calls: %d kB, after %d calls: %d kB, growth %+d kB '
-        . '(limit %d kB) | start (after warm-up) %d kB | %d calls in %.0f s (%.0f/s), non-200 %d, socket errors %d',
+        . '(limit %d kB) | start (after warm-up) %d kB | %d calls in %.0f s (%.0f/s), %s %d, other %d, socket errors %d',
         $n1, $r1, $n2, $r2, $r2 - $r1, $limit_kb, $rss_start // 0, $n2 + 0,
-        $secs, $n2 / ($secs || 1), $bad, $errs;
+        $secs, $n2 / ($secs || 1), $expect =~ s/ /:/r, $done_ok, $bad, $errs;
     $r->{details} = [ 'RSS curve (calls:kB): ' . join ' ', map { "$_->[0]:$_->[1]" } @points ];
     $s->stop_nginx;
     return $r;
