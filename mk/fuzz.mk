@@ -22,7 +22,7 @@ FUZZ_INCS    := -I$(NGX_BUILD)/objs \
                 -Isrc -Ifuzz
 FUZZ_DEFS    := -DNGX_FUZZ -DFUZZ_ROOT='"$(CURDIR)"'
 FUZZ_LIBS    := -ljansson -lhiredis -lcrypto -lpcre2-8 -lcurl
-FUZZ_HDRS    := $(wildcard src/*.h fuzz/*.h)
+FUZZ_HDRS    := $(wildcard src/*.h fuzz/*.h) mk/fuzz.mk
 
 FUZZ_BASE    := ngx_shim fuzz_util
 FUZZ_GATEWAY := $(FUZZ_BASE) fuzz_gateway ngx_astralform_catalog \

@@ -571,6 +571,9 @@ ngx_astralform_redis_arm(void)
         return;
     }
 
+    /* commands in flight hold a graceful shutdown (reload, quit) */
+    rw->watchdog.cancelable = ngx_queue_empty(&rw->inflight) ? 1 : 0;
+
     left = (ngx_msec_int_t) (deadline - ngx_current_msec);
     ngx_add_timer(&rw->watchdog, left > 0 ? (ngx_msec_t) left : 1);
 }

@@ -2,6 +2,7 @@
 # bench/faults/run.sh — faults under load (issue 5, item 3).
 #
 #   make && bash bench/faults/run.sh            every scenario (about 3 min)
+#   MODULE=path/to/other.so bash bench/faults/run.sh reload     another build
 #   bash bench/faults/run.sh 1 3 reload         some of them (number or name)
 #
 # On free loopback ports, for this run only: a private redis-server (the one
@@ -24,11 +25,13 @@
 #                      log (the probes are logged at debug level); the
 #                      concurrent load all 200
 #   4 reload           nginx -s reload every second for 10 s under load,
-#                      keep-alive clients and a connection per request
+#                      keep-alive clients (with a plain-nginx control) and
+#                      a connection per request: every answer 200
 #   5 worker-kill      SIGKILL to a worker under load: replaced, only the
 #                      requests on its connections fail
 #   6 leak             worker VmRSS after 200k tool calls within 10 MB of
-#                      after 20k (1 worker)
+#                      after 20k (1 worker); leak-errors: the same over 100k
+#                      calls the provider answers 500 (502 provider_error)
 #
 # Prints one PASS/FAIL line with figures per scenario, and exits non-zero
 # if any failed (files then kept; FAULTS_KEEP=1 keeps them anyway).

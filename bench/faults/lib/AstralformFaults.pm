@@ -11,13 +11,17 @@ package AstralformFaults;
 # (bench/faults/load.lua) and precise single-request probes from Perl.
 #
 #   my $f = AstralformFaults->new(root => $repo, dir => $prefix,
-#                                 port => $nginx_port, mock_port => $p);
+#                                 port => $nginx_port, mock_port => $p,
+#                                 [module => $so, copy => 0, nginx => $bin]);
 #   $f->start_mock unless $p;  $f->start_redis;  $f->setup_data;
 #   my $r = $f->redis_kill(duration => 8);     # or redis_slow,
-#       # provider_faults, reload, worker_kill, leak
+#       # provider_faults, reload, worker_kill, leak (each: its options)
 #   $r->{pass}, $r->{summary}, $r->{details} (lines),
-#   $r->{checks} = [ [ ok, description, diagnostic ], ... ]
+#   $r->{checks} = [ [ ok, description, diagnostic, todo ], ... ]
 #   $f->cleanup;                               # also from END
+#
+# Each scenario starts nginx with the workers and timeouts it needs and
+# stops it at the end, keeping its logs as logs/<scenario>.{error,access}.log.
 
 use strict;
 use warnings;
