@@ -32,6 +32,10 @@ static ngx_int_t ngx_astralform_gcm(ngx_uint_t seal, u_char *key,
 static void ngx_astralform_wipe_cleanup(void *data);
 
 
+static EVP_CIPHER      *ngx_astralform_cipher;
+static EVP_CIPHER_CTX  *ngx_astralform_cipher_ctx;
+
+
 typedef struct {
     u_char      *data;
     size_t       len;
@@ -270,28 +274,29 @@ ngx_astralform_gcm(ngx_uint_t seal, u_char *key, u_char *nonce,
     ngx_str_t *aad_head, ngx_str_t *aad, u_char *in, size_t len, u_char *out,
     u_char *tag)
 {
-    int                     n, ok;
-    static EVP_CIPHER      *cipher;
-    static EVP_CIPHER_CTX  *ctx;
+    int              n, ok;
+    EVP_CIPHER_CTX  *ctx;
 
     /*
      * Looked up once per process: an implicit fetch on every init costs
      * more than the encryption of a token. Workers are single-threaded.
      */
-    if (cipher == NULL) {
-        cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-        ctx = EVP_CIPHER_CTX_new();
+    if (ngx_astralform_cipher == NULL) {
+        ngx_astralform_cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+        ngx_astralform_cipher_ctx = EVP_CIPHER_CTX_new();
 
-        if (cipher == NULL || ctx == NULL) {
-            EVP_CIPHER_free(cipher);
-            EVP_CIPHER_CTX_free(ctx);
-            cipher = NULL;
-            ctx = NULL;
+        if (ngx_astralform_cipher == NULL
+            || ngx_astralform_cipher_ctx == NULL)
+        {
+            ngx_astralform_crypto_exit();
             return NGX_ERROR;
         }
     }
 
-    ok = EVP_CipherInit_ex(ctx, cipher, NULL, key, nonce, (int) seal) == 1
+    ctx = ngx_astralform_cipher_ctx;
+
+    ok = EVP_CipherInit_ex(ctx, ngx_astralform_cipher, NULL, key, nonce,
+                           (int) seal) == 1
          && EVP_CipherUpdate(ctx, NULL, &n, aad_head->data,
                              (int) aad_head->len) == 1
          && EVP_CipherUpdate(ctx, NULL, &n, aad->data, (int) aad->len) == 1
@@ -315,6 +320,16 @@ ngx_astralform_gcm(ngx_uint_t seal, u_char *key, u_char *nonce,
     }
 
     return ok ? NGX_OK : NGX_ERROR;
+}
+
+
+void
+ngx_astralform_crypto_exit(void)
+{
+    EVP_CIPHER_CTX_free(ngx_astralform_cipher_ctx);
+    EVP_CIPHER_free(ngx_astralform_cipher);
+    ngx_astralform_cipher_ctx = NULL;
+    ngx_astralform_cipher = NULL;
 }
 
 

@@ -31,6 +31,9 @@ ngx_int_t ngx_astralform_seal(ngx_pool_t *pool, ngx_array_t *keys,
 ngx_int_t ngx_astralform_open(ngx_pool_t *pool, ngx_array_t *keys,
     ngx_str_t *aad, ngx_str_t *blob, ngx_str_t *plain, ngx_uint_t *stale);
 
+/* releases the per-process cipher (exit_process) */
+void ngx_astralform_crypto_exit(void);
+
 ngx_int_t ngx_astralform_random_token(ngx_pool_t *pool, ngx_str_t *out,
     size_t bytes);
 ngx_uint_t ngx_astralform_secret_eq(ngx_str_t *a, ngx_str_t *b);

@@ -416,6 +416,7 @@ ngx_astralform_exit_process(ngx_cycle_t *cycle)
 
     ngx_astralform_http_exit_process(cycle);
     ngx_astralform_redis_exit_process(cycle);
+    ngx_astralform_crypto_exit();
 }
 
 
