@@ -315,6 +315,17 @@ ngx_astralform_catalog_check(ngx_astralform_catalog_t *cat, json_t *json,
         }
 
         /* tool names are global: the agent calls them by name alone */
+        for (j = 0; j < i; j++) {
+            if (ngx_strcmp(ngx_astralform_json_value(
+                               json_array_get(def->tools, j), "name"),
+                           ngx_astralform_json_value(tool, "name"))
+                == 0)
+            {
+                *field = ngx_astralform_json_value(tool, "name");
+                return "is a tool name the file already has";
+            }
+        }
+
         for (k = 0; k + 1 < cat->defs.nelts; k++) {
             json_array_foreach(defs[k].tools, j, v) {
                 if (ngx_strcmp(ngx_astralform_json_value(v, "name"),
@@ -360,6 +371,16 @@ ngx_astralform_catalog_check_tool(json_t *tool, const char **field)
     s = ngx_astralform_json_value(tool, "path");
     if (s == NULL || s[0] == '/') {
         return "needs a relative \"path\" (no leading \"/\")";
+    }
+
+    /* arguments go to the query through "query": the path is a path */
+    for (i = 0; s[i]; i++) {
+        if ((u_char) s[i] <= ' ' || s[i] == 0x7f || s[i] == '?'
+            || s[i] == '#' || s[i] == '\\')
+        {
+            return "has a \"path\" with a space, control byte, \"?\", "
+                   "\"#\" or \"\\\"";
+        }
     }
 
     if (ngx_astralform_json_value(tool, "description") == NULL) {

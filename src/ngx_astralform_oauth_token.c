@@ -12,6 +12,10 @@
 #include "ngx_astralform_oauth_internal.h"
 
 
+/* ten years: longer lifetimes are treated as this (and never overflow) */
+#define NGX_ASTRALFORM_MAX_EXPIRES_IN  (10 * 365 * 86400)
+
+
 static void ngx_astralform_exchange_done(ngx_astralform_http_req_t *hr);
 static ngx_int_t ngx_astralform_exchange_fields(ngx_astralform_exchange_t *ex,
     json_t *json);
@@ -344,14 +348,21 @@ ngx_astralform_exchange_fields(ngx_astralform_exchange_t *ex, json_t *json)
     v = ngx_astralform_field("expires_in");
     n = 0;
 
+    /* a provider's number is untrusted: clamp before any cast or sum */
     if (json_is_integer(v)) {
-        n = (ngx_int_t) json_integer_value(v);
+        n = json_integer_value(v) > NGX_ASTRALFORM_MAX_EXPIRES_IN
+            ? NGX_ASTRALFORM_MAX_EXPIRES_IN
+            : (ngx_int_t) json_integer_value(v);
 
     } else if (json_is_real(v)) {
-        n = (ngx_int_t) json_real_value(v);
+        n = !(json_real_value(v) > 0) ? 0
+            : json_real_value(v) > NGX_ASTRALFORM_MAX_EXPIRES_IN
+              ? NGX_ASTRALFORM_MAX_EXPIRES_IN
+              : (ngx_int_t) json_real_value(v);
 
     } else if (json_is_string(v)) {
         n = ngx_atoi((u_char *) json_string_value(v), json_string_length(v));
+        n = ngx_min(n, NGX_ASTRALFORM_MAX_EXPIRES_IN);
     }
 
     tok->obtained_at = ngx_time();

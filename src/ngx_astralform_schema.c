@@ -159,8 +159,11 @@ ngx_astralform_schema_type(json_t *type, json_t *value)
     }
 
     if (ngx_strcmp(s, "integer") == 0) {
+        /* 2.0 is an integer; the range test keeps the cast defined */
         return json_is_integer(value)
                || (json_is_real(value)
+                   && json_real_value(value) > -9.0e18
+                   && json_real_value(value) < 9.0e18
                    && json_real_value(value)
                       == (double) (json_int_t) json_real_value(value))
                ? NGX_OK : NGX_DECLINED;
