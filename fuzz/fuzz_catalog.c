@@ -93,6 +93,27 @@ fz_check_def(ngx_astralform_def_t *def)
         fz_fail("the checker accepted a connector without tools or API");
     }
 
+    /* tools are called by name alone: a second one would be unreachable */
+    for (i = 0; i < json_array_size(def->tools); i++) {
+        size_t       k;
+        const char  *a, *b;
+
+        a = json_string_value(json_object_get(json_array_get(def->tools, i),
+                                              "name"));
+
+        for (k = 0; k < i; k++) {
+            b = json_string_value(json_object_get(
+                    json_array_get(def->tools, k), "name"));
+
+            if (a != NULL && b != NULL && strcmp(a, b) == 0
+                && !fz_known("catalog-dup-tool"))
+            {
+                fz_fail("the checker accepted two tools named \"%s\" in "
+                        "one file", a);
+            }
+        }
+    }
+
     url[0] = &def->api_base;
     url[1] = &def->authorize_url;
     url[2] = &def->token_url;
@@ -199,6 +220,20 @@ fz_call_tools(ngx_astralform_def_t *def, ngx_str_t *args)
     json_array_foreach(def->tools, i, tool) {
         if (i == FZ_MAX_TOOLS) {
             break;
+        }
+
+        /* a name taken by an earlier tool calls that one */
+        for (k = 0; k < i; k++) {
+            if (json_equal(json_object_get(tool, "name"),
+                           json_object_get(json_array_get(def->tools, k),
+                                           "name")))
+            {
+                break;
+            }
+        }
+
+        if (k < i) {
+            continue;
         }
 
         a = args->len ? json_loadb((char *) args->data, args->len,

@@ -136,7 +136,7 @@ static void
 keep_module(void)
 {
     if (strcmp(program_invocation_short_name, "nginx") == 0) {
-        (void) dlopen("$MODULE", RTLD_LAZY | RTLD_GLOBAL | RTLD_NODELETE);
+        (void) dlopen("$MODULE", RTLD_LAZY | RTLD_NODELETE);
     }
 }
 
@@ -197,6 +197,7 @@ if [ -z "\$dir" ]; then
 fi
 dir=\${dir:-.}
 mkdir -p "\$dir"
+echo "\$\$ \$*" >>"\$dir/nginx.invocations"
 # nginx -t, -T and -s return from main() with the configuration they
 # parsed still allocated and no pointer left to it: every object of it
 # would be reported as leaked (and LSan's exit status would fail the
@@ -235,5 +236,5 @@ start=$(date +%s)
 bash t/run.sh "$@"
 status=$?
 log "suite exit status $status in $(( $(date +%s) - start )) s;" \
-    "$(find "$RUN_LOGS" -type f | wc -l) report file(s) in ${RUN_LOGS#$ROOT/}"
+    "$(find "$RUN_LOGS" -name 'sanitizer.*' | wc -l) report file(s) in ${RUN_LOGS#$ROOT/}"
 exit "$status"

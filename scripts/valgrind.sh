@@ -95,12 +95,13 @@ log "suite exit status $status in $(( $(date +%s) - start )) s;" \
     "$(find "$RUN_LOGS" -name 'valgrind.*.log' | wc -l) process log(s) in" \
     "${RUN_LOGS#$ROOT/}"
 
-# The verdict is memcheck's, t/999's result.  Under valgrind nginx runs 20
-# to 50 times slower and its processes are named after valgrind's tool
-# (/proc/PID/stat says memcheck-amd64-, not nginx), so checks that time an
-# answer or look workers up by name can fail without a memory error; they
-# are listed, and judged by make test and make asan.  VALGRIND_STRICT=1
-# judges them here too.
+# The verdict is memcheck's, t/999's result.  Under valgrind nginx's own
+# work is many times slower (the whole suite takes 4 times as long) and its
+# processes are named after valgrind's tool (/proc/PID/stat says
+# memcheck-amd64-, not nginx), so checks that time an answer or look
+# workers up by name can fail without a memory error; they are listed, and
+# judged by make test and make asan.  VALGRIND_STRICT=1 judges them here
+# too.
 [ "${VALGRIND_STRICT:-0}" = 1 ] && exit "$status"
 if ! grep -Eq '^t/999-sanitizers\.t \.+ ok' "$RUN_LOGS/suite.out"; then
     log "FAIL: memcheck errors (or the run stopped before t/999)"

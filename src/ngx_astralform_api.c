@@ -547,7 +547,8 @@ ngx_astralform_parse_body(ngx_astralform_ctx_t *ctx)
             }
             len += n;
 
-        } else {
+        } else if (b->last != b->pos) {
+            /* the last buffer of a chunked body may be empty, pos NULL */
             len = ngx_cpymem(p + len, b->pos, b->last - b->pos) - p;
         }
     }
@@ -615,8 +616,8 @@ json_t *
 ngx_astralform_error_json(ngx_astralform_ctx_t *ctx, const char *code,
     const char *fmt, va_list args)
 {
-    u_char   msg[512], *last;
-    json_t  *json;
+    u_char   msg[512], *last, *p;
+    json_t  *json, *text;
 
     last = ngx_vslprintf(msg, msg + sizeof(msg) - 1, fmt, args);
     *last = '\0';
@@ -630,8 +631,21 @@ ngx_astralform_error_json(ngx_astralform_ctx_t *ctx, const char *code,
     }
 
     json_object_set_new(json, "error", json_string(code));
-    json_object_set_new(json, "message",
-                        json_stringn((char *) msg, last - msg));
+
+    /* a message quoting the caller's bytes may not be UTF-8: mask those */
+    text = json_stringn((char *) msg, last - msg);
+
+    if (text == NULL) {
+        for (p = msg; p < last; p++) {
+            if (*p >= 0x80 || *p < 0x20) {
+                *p = '?';
+            }
+        }
+
+        text = json_stringn((char *) msg, last - msg);
+    }
+
+    json_object_set_new(json, "message", text);
 
     return json;
 }

@@ -581,7 +581,8 @@ ngx_astralform_type_name(ngx_astralform_type_e type)
 ngx_int_t
 ngx_astralform_valid_url(ngx_str_t *url)
 {
-    u_char      *p, *host;
+    u_char      *p, *host, *port;
+    ngx_int_t    n;
     ngx_uint_t   i;
 
     if (url->len > 7 && ngx_strncasecmp(url->data, (u_char *) "http://", 7)
@@ -606,17 +607,41 @@ ngx_astralform_valid_url(ngx_str_t *url)
         }
     }
 
+    port = NULL;
     p = host;
+
     while (p < url->data + url->len && *p != '/' && *p != '?'
            && *p != '#')
     {
         if (*p == '@') {
             return NGX_ERROR;       /* userinfo hides the real host */
         }
+
+        if (*p == ':' && host[0] != '[') {
+            port = p + 1;
+        }
+
+        if (*p == ']') {
+            port = (p + 1 < url->data + url->len && p[1] == ':') ? p + 2
+                                                                  : NULL;
+        }
+
         p++;
     }
 
-    return p > host ? NGX_OK : NGX_ERROR;
+    if (p == host || (port != NULL && port == host + 1)) {
+        return NGX_ERROR;
+    }
+
+    /* what curl would read as another port (or none) is refused */
+    if (port != NULL) {
+        n = ngx_atoi(port, p - port);
+        if (n < 1 || n > 65535) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

@@ -256,8 +256,9 @@ ngx_astralform_connection_json(ngx_astralform_ctx_t *ctx,
             status = "connected";
         }
 
+        /* a record without scopes has scope.data NULL */
         p = tok->scope.data;
-        last = p + tok->scope.len;
+        last = tok->scope.len ? p + tok->scope.len : p;
 
         while (p < last) {
             q = ngx_strlchr(p, last, ' ');

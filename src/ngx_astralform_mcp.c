@@ -861,8 +861,8 @@ ngx_astralform_mcp_handler(ngx_astralform_http_req_t *hr)
         json_decref(msg);
 
         ngx_astralform_mcp_fail(op, NGX_ASTRALFORM_MCP_RPC,
-                                "JSON-RPC error %" JSON_INTEGER_FORMAT,
-                                json_integer_value(json_object_get(
+                                "JSON-RPC error %L",
+                                (int64_t) json_integer_value(json_object_get(
                                     op->rpc_error, "code")));
         return;
     }

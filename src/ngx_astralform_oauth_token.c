@@ -16,6 +16,7 @@
 #define NGX_ASTRALFORM_MAX_EXPIRES_IN  (10 * 365 * 86400)
 
 
+static ngx_uint_t ngx_astralform_token_chars(json_t *v);
 static void ngx_astralform_exchange_done(ngx_astralform_http_req_t *hr);
 static ngx_int_t ngx_astralform_exchange_fields(ngx_astralform_exchange_t *ex,
     json_t *json);
@@ -327,6 +328,7 @@ ngx_astralform_exchange_fields(ngx_astralform_exchange_t *ex, json_t *json)
 
     v = ngx_astralform_field("access_token");
     if (!json_is_string(v) || json_string_length(v) == 0
+        || !ngx_astralform_token_chars(v)
         || ngx_astralform_oauth_pdup(pool, &tok->access_token,
                                      json_string_value(v),
                                      json_string_length(v))
@@ -336,6 +338,10 @@ ngx_astralform_exchange_fields(ngx_astralform_exchange_t *ex, json_t *json)
     }
 
     v = ngx_astralform_field("refresh_token");
+    if (json_is_string(v) && !ngx_astralform_token_chars(v)) {
+        return NGX_ERROR;
+    }
+
     if (json_is_string(v)
         && ngx_astralform_oauth_pdup(pool, &tok->refresh_token,
                                      json_string_value(v),
@@ -612,4 +618,27 @@ ngx_astralform_form_decode(u_char *p, size_t len)
     ngx_destroy_pool(pool);
 
     return json;
+}
+
+
+/*
+ * A token is visible ASCII (RFC 6750 b64token and the like): one holding
+ * a space or CR/LF would end up as a header injection, so it is refused.
+ */
+static ngx_uint_t
+ngx_astralform_token_chars(json_t *v)
+{
+    size_t       i, len;
+    const char  *s;
+
+    s = json_string_value(v);
+    len = json_string_length(v);
+
+    for (i = 0; i < len; i++) {
+        if ((u_char) s[i] <= 0x20 || (u_char) s[i] >= 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
 }

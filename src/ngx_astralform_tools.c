@@ -442,7 +442,10 @@ static void
 ngx_astralform_call_send(ngx_astralform_ctx_t *ctx)
 {
     ngx_int_t                   rc;
+    ngx_astralform_call_t      *call;
     ngx_astralform_http_req_t  *hr;
+
+    call = ctx->data;
 
     hr = ngx_astralform_http_create(ctx->request->pool,
                                     ctx->request->connection->log);
@@ -453,7 +456,12 @@ ngx_astralform_call_send(ngx_astralform_ctx_t *ctx)
 
     rc = ngx_astralform_call_request(ctx, hr);
     if (rc != NGX_OK) {
-        ngx_astralform_finish(ctx, rc);
+        /* e.g. a stored credential with CR/LF, refused as a header */
+        ngx_astralform_finish(ctx,
+            ngx_astralform_send_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "request_failed",
+                                      "the request to %V could not be "
+                                      "built", &call->conn->def->name));
         return;
     }
 
