@@ -124,7 +124,10 @@ for my $c (@cases) {
 
     my ($st, $h, $res) = call($tool, $args, user => 'u1',
                               extra => [ Cookie => 'session=abc',
-                                         'X-Forwarded-For' => '10.0.0.1' ]);
+                                         'X-Forwarded-For' => '10.0.0.1',
+                                         'Proxy-Authorization' => 'Basic eDp5',
+                                         'TE' => 'trailers',
+                                         'X-Api-Key' => 'client-supplied' ]);
     is($st, 200, "$tool: 200") or diag($json->encode($res));
     is($res->{tool}, $tool, "$tool: tool named in the answer");
     ok(ref $res->{result}, "$tool: provider result passed through");
@@ -151,7 +154,28 @@ for my $c (@cases) {
     ok(!exists $r->{headers}{cookie}, "$tool: client cookie not forwarded");
     ok(!exists $r->{headers}{'x-forwarded-for'},
        "$tool: client headers not forwarded");
+    for my $hop (qw(proxy-authorization te x-api-key)) {
+        ok(!exists $r->{headers}{$hop}, "$tool: client $hop not forwarded");
+    }
+    unlike($r->{headers}{authorization}, qr/\Q$AGENT\E/,
+           "$tool: the caller's project key never reaches the provider");
 }
+
+# an argument cannot leave its path segment, nor the connector's API host
+mock('POST', '/__mock/reset');
+my ($st, $h, $res) = call('notion_get_page',
+                       { page_id => '../../../evil?x=1#y' }, user => 'u1');
+is($res->{error}, 'invalid_arguments', 'a traversal page_id fails the schema');
+is(scalar @{ mock('GET', '/__mock/requests')->{requests} }, 0,
+   'and never reaches the provider');
+
+# one the schema lets through is percent-encoded into its one segment
+($st, $h, $res) = call('notion_get_page',
+                       { page_id => '11111111-2222-4333-8444-555555555555' },
+                       user => 'u1');
+my ($esc) = @{ mock('GET', '/__mock/requests')->{requests} };
+is($esc->{path}, '/notion/v1/pages/11111111-2222-4333-8444-555555555555',
+   'path argument in its segment');
 
 # --- api_key connector: the project's key in the query, or the user's -----
 
@@ -159,7 +183,7 @@ my $wkey = mint(openweather => {})->{access_token};
 spew("$dir/ow.key", "$wkey\n");
 push @secrets, $wkey;
 
-my ($st, $h, $res) = admin('POST', '/v1/projects/p1/connectors',
+($st, $h, $res) = admin('POST', '/v1/projects/p1/connectors',
                            { connector_slug => 'openweather',
                              api_key => $wkey });
 is($st, 201, 'openweather enabled through the API');
