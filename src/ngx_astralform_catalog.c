@@ -181,6 +181,20 @@ ngx_astralform_catalog_file(ngx_conf_t *cf, ngx_astralform_catalog_t *cat,
     urls[2] = &def->token_url;
     urls[3] = &def->revoke_url;
 
+    /* tool paths are appended to the API base: it cannot end in a query */
+    if (def->api_base.len
+        && (ngx_strlchr(def->api_base.data,
+                        def->api_base.data + def->api_base.len, '?')
+            || ngx_strlchr(def->api_base.data,
+                           def->api_base.data + def->api_base.len, '#')))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"astralform_catalog\" file \"%V\": field "
+                           "\"api.base_url\" must not have a query or "
+                           "fragment", name);
+        return NGX_CONF_ERROR;
+    }
+
     for (i = 0; i < 4; i++) {
         if (urls[i]->len && ngx_astralform_valid_url(urls[i]) != NGX_OK) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -468,7 +482,13 @@ ngx_astralform_catalog_override(ngx_conf_t *cf, ngx_astralform_catalog_t *cat,
             goto invalid;
         }
 
-        if (ngx_astralform_valid_url(&ov->value) != NGX_OK) {
+        if (ngx_astralform_valid_url(&ov->value) != NGX_OK
+            || (ngx_astralform_str_is(&ov->name, "api_base")
+                && (ngx_strlchr(ov->value.data,
+                                ov->value.data + ov->value.len, '?')
+                    || ngx_strlchr(ov->value.data,
+                                   ov->value.data + ov->value.len, '#'))))
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"astralform_provider\" has a bad URL in "
                                "\"%V\"", &value[i]);
@@ -613,8 +633,9 @@ ngx_astralform_valid_url(ngx_str_t *url)
     while (p < url->data + url->len && *p != '/' && *p != '?'
            && *p != '#')
     {
-        if (*p == '@') {
-            return NGX_ERROR;       /* userinfo hides the real host */
+        if (*p == '@' || *p == '%') {
+            /* userinfo hides the real host; an encoded host reads two ways */
+            return NGX_ERROR;
         }
 
         if (*p == ':' && host[0] != '[') {
