@@ -31,6 +31,9 @@
 #define FZ_MAX_TOOLS  4
 
 
+static void fz_unlink(void);
+
+
 static ngx_array_t   fz_base;        /* the shipped definitions */
 static char          fz_file[256];
 
@@ -57,7 +60,16 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(fz_file, sizeof(fz_file), "/tmp/astralform-fuzz-catalog-%d.json",
              (int) getpid());
 
+    atexit(fz_unlink);
+
     return 0;
+}
+
+
+static void
+fz_unlink(void)
+{
+    unlink(fz_file);
 }
 
 

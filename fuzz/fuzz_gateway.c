@@ -616,12 +616,16 @@ ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
 }
 
 
+/*
+ * As ngx_astralform_api.c's (kept in step by hand: that file needs the HTTP
+ * core), bytes of a message that is not UTF-8 masked with "?".
+ */
 json_t *
 ngx_astralform_error_json(ngx_astralform_ctx_t *ctx, const char *code,
     const char *fmt, va_list args)
 {
-    u_char   msg[512], *last;
-    json_t  *json;
+    u_char   msg[512], *last, *p;
+    json_t  *json, *text;
 
     last = ngx_vslprintf(msg, msg + sizeof(msg) - 1, fmt, args);
     *last = '\0';
@@ -635,8 +639,20 @@ ngx_astralform_error_json(ngx_astralform_ctx_t *ctx, const char *code,
     }
 
     json_object_set_new(json, "error", json_string(code));
-    json_object_set_new(json, "message",
-                        json_stringn((char *) msg, last - msg));
+
+    text = json_stringn((char *) msg, last - msg);
+
+    if (text == NULL) {
+        for (p = msg; p < last; p++) {
+            if (*p >= 0x80 || *p < 0x20) {
+                *p = '?';
+            }
+        }
+
+        text = json_stringn((char *) msg, last - msg);
+    }
+
+    json_object_set_new(json, "message", text);
 
     return json;
 }

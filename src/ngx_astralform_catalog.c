@@ -601,9 +601,11 @@ ngx_astralform_type_name(ngx_astralform_type_e type)
 ngx_int_t
 ngx_astralform_valid_url(ngx_str_t *url)
 {
-    u_char      *p, *host, *port;
-    ngx_int_t    n;
-    ngx_uint_t   i;
+    u_char           *p, *host, *last;
+    u_char            addr6[NGX_INET6_ADDRSTRLEN + 1];
+    ngx_int_t         n;
+    ngx_uint_t        i;
+    struct in6_addr   in6;
 
     if (url->len > 7 && ngx_strncasecmp(url->data, (u_char *) "http://", 7)
                         == 0)
@@ -627,39 +629,60 @@ ngx_astralform_valid_url(ngx_str_t *url)
         }
     }
 
-    port = NULL;
+    /* the authority: host[:port] or [ipv6][:port], nothing else */
+    last = host;
+    while (last < url->data + url->len && *last != '/' && *last != '?'
+           && *last != '#')
+    {
+        last++;
+    }
+
     p = host;
 
-    while (p < url->data + url->len && *p != '/' && *p != '?'
-           && *p != '#')
-    {
-        if (*p == '@' || *p == '%') {
-            /* userinfo hides the real host; an encoded host reads two ways */
+    if (p < last && *p == '[') {
+        p = ngx_strlchr(host, last, ']');
+
+        /* a real IPv6 address, as curl will read it */
+        if (p == NULL || p - host - 1 >= (ssize_t) sizeof(addr6)
+            || p == host + 1)
+        {
             return NGX_ERROR;
         }
 
-        if (*p == ':' && host[0] != '[') {
-            port = p + 1;
-        }
+        ngx_memcpy(addr6, host + 1, p - host - 1);
+        addr6[p - host - 1] = '\0';
 
-        if (*p == ']') {
-            port = (p + 1 < url->data + url->len && p[1] == ':') ? p + 2
-                                                                  : NULL;
+        if (inet_pton(AF_INET6, (char *) addr6, &in6) != 1) {
+            return NGX_ERROR;
         }
 
         p++;
+
+    } else {
+        /* letters, digits, "-", ".", "_": no userinfo, no encoded host */
+        while (p < last && (isalnum(*p) || *p == '-' || *p == '.'
+                            || *p == '_'))
+        {
+            p++;
+        }
+
+        if (p == host) {
+            return NGX_ERROR;
+        }
     }
 
-    if (p == host || (port != NULL && port == host + 1)) {
+    if (p == last) {
+        return NGX_OK;
+    }
+
+    if (*p != ':') {
         return NGX_ERROR;
     }
 
     /* what curl would read as another port (or none) is refused */
-    if (port != NULL) {
-        n = ngx_atoi(port, p - port);
-        if (n < 1 || n > 65535) {
-            return NGX_ERROR;
-        }
+    n = ngx_atoi(p + 1, last - p - 1);
+    if (n < 1 || n > 65535) {
+        return NGX_ERROR;
     }
 
     return NGX_OK;
