@@ -293,7 +293,9 @@ ngx_astralform_call_resolved(ngx_astralform_ctx_t *ctx)
 
 
 /*
- * Catalog tools are found by name; remote MCP tools by "<id>_<tool>".
+ * Catalog tools are found by name first; then remote MCP tools by
+ * "<id>_<tool>", the longest matching id winning, so that with "kb" and
+ * "kb_x" enabled "kb_x_search" goes to "kb_x" whatever the store's order.
  * Returns NGX_OK, or NGX_DECLINED when no enabled connector has it.
  */
 static ngx_int_t
@@ -301,24 +303,12 @@ ngx_astralform_call_find(ngx_astralform_ctx_t *ctx,
     ngx_astralform_call_t *call, ngx_str_t *name, ngx_str_t *mcp_tool)
 {
     ngx_uint_t                   i;
-    ngx_astralform_connector_t  *conn;
+    ngx_astralform_connector_t  *conn, *best;
 
     conn = ctx->connectors.elts;
 
     for (i = 0; i < ctx->connectors.nelts; i++) {
-
         if (conn[i].def->type == NGX_ASTRALFORM_REMOTE_MCP) {
-            if (name->len > conn[i].id.len + 1
-                && ngx_strncmp(name->data, conn[i].id.data, conn[i].id.len)
-                   == 0
-                && name->data[conn[i].id.len] == '_')
-            {
-                call->conn = &conn[i];
-                mcp_tool->data = name->data + conn[i].id.len + 1;
-                mcp_tool->len = name->len - conn[i].id.len - 1;
-                return NGX_OK;
-            }
-
             continue;
         }
 
@@ -329,7 +319,28 @@ ngx_astralform_call_find(ngx_astralform_ctx_t *ctx,
         }
     }
 
-    return NGX_DECLINED;
+    best = NULL;
+
+    for (i = 0; i < ctx->connectors.nelts; i++) {
+        if (conn[i].def->type == NGX_ASTRALFORM_REMOTE_MCP
+            && name->len > conn[i].id.len + 1
+            && ngx_strncmp(name->data, conn[i].id.data, conn[i].id.len) == 0
+            && name->data[conn[i].id.len] == '_'
+            && (best == NULL || conn[i].id.len > best->id.len))
+        {
+            best = &conn[i];
+        }
+    }
+
+    if (best == NULL) {
+        return NGX_DECLINED;
+    }
+
+    call->conn = best;
+    mcp_tool->data = name->data + best->id.len + 1;
+    mcp_tool->len = name->len - best->id.len - 1;
+
+    return NGX_OK;
 }
 
 

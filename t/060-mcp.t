@@ -351,3 +351,18 @@ qr/MCP connector "mute" of project "P" at "127.0.0.1:\d+" skipped in the tool li
  qr/^\{"tool":"api1_echo","connector":"api1","result":\{"content":\[\{"type":"text","text":"via api"\}\]\}\}$/]
 --- no_error_log
 [error]
+
+
+
+=== TEST 17: the longest connector id wins ("kb_x_echo" is kb_x's echo, not kb's "x_echo")
+--- http_config
+    astralform_connector P remote_mcp id=kb mcp_url=http://127.0.0.1:$TEST_NGINX_MCP_PORT/mcp-json;
+    astralform_connector P remote_mcp id=kb_x mcp_url=http://127.0.0.1:$TEST_NGINX_MCP_PORT/mcp;
+--- request
+POST /v1/projects/P/tools/call
+{"name":"kb_x_echo","arguments":{"text":"routed"}}
+--- error_code: 200
+--- response_body
+{"tool":"kb_x_echo","connector":"kb_x","result":{"content":[{"type":"text","text":"routed"}]}}
+--- no_error_log
+[error]
