@@ -338,21 +338,12 @@ ngx_astralform_authorize_session(redisReply *reply, void *data)
 
     ctx->connector_id = flow->connector;
 
+    /* NGX_DONE, or the answer already sent (503 when Redis is down) */
     rc = ngx_astralform_load_project(ctx, 0, ngx_astralform_authorize_loaded);
 
-    if (rc == NGX_DONE) {
-        return;
+    if (rc != NGX_DONE) {
+        ngx_astralform_finish(ctx, rc);
     }
-
-    if (rc == NGX_HTTP_SERVICE_UNAVAILABLE) {
-        ngx_astralform_oauth_page(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                  "store_unavailable", "Please try again",
-                                  "The service is briefly unavailable. Go back "
-                                  "to the application and start again.");
-        return;
-    }
-
-    ngx_astralform_finish(ctx, rc);
 }
 
 
@@ -765,21 +756,12 @@ ngx_astralform_callback_state(redisReply *reply, void *data)
         return;
     }
 
+    /* NGX_DONE, or the answer already sent (503 when Redis is down) */
     rc = ngx_astralform_load_project(ctx, 0, ngx_astralform_callback_loaded);
 
-    if (rc == NGX_DONE) {
-        return;
+    if (rc != NGX_DONE) {
+        ngx_astralform_finish(ctx, rc);
     }
-
-    if (rc == NGX_HTTP_SERVICE_UNAVAILABLE) {
-        ngx_astralform_oauth_page(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                  "store_unavailable", "Please try again",
-                                  "The service is briefly unavailable. Go back "
-                                  "to the application and start again.");
-        return;
-    }
-
-    ngx_astralform_finish(ctx, rc);
 }
 
 
