@@ -185,6 +185,15 @@ ngx_int_t ngx_astralform_variables_add(ngx_conf_t *cf);
 
 
 /* small helpers */
+typedef struct {
+    const char                   *key;
+    ngx_str_t                    *dst;
+} ngx_astralform_json_str_t;
+
+/* copies each listed member (absent: empty) of a JSON object into pool */
+ngx_int_t ngx_astralform_json_strings(ngx_pool_t *pool, json_t *json,
+    ngx_astralform_json_str_t *fields);
+
 ngx_int_t ngx_astralform_strdup(ngx_pool_t *pool, ngx_str_t *dst,
     const char *src);
 json_t *ngx_astralform_json_string(ngx_str_t *s);

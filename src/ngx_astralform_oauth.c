@@ -282,10 +282,14 @@ ngx_astralform_authorize_session(redisReply *reply, void *data)
 {
     ngx_astralform_ctx_t *ctx = data;
 
-    json_t                 *json;
-    ngx_int_t               rc;
-    ngx_pool_t             *pool;
-    ngx_astralform_flow_t  *flow;
+    json_t                     *json;
+    ngx_int_t                   rc;
+    ngx_pool_t                 *pool;
+    ngx_astralform_flow_t      *flow;
+    ngx_astralform_json_str_t   session[] = {
+        { "connector", NULL }, { "user", NULL }, { "return_url", NULL },
+        { "agent", NULL }, { NULL, NULL }
+    };
 
     flow = ctx->data;
     pool = ctx->request->pool;
@@ -311,19 +315,12 @@ ngx_astralform_authorize_session(redisReply *reply, void *data)
 
     rc = NGX_ERROR;
 
-    if (json_is_object(json)
-        && ngx_astralform_strdup(pool, &flow->connector,
-                                 ngx_astralform_json_value(json, "connector"))
-           == NGX_OK
-        && ngx_astralform_strdup(pool, &ctx->user,
-                                 ngx_astralform_json_value(json, "user"))
-           == NGX_OK
-        && ngx_astralform_strdup(pool, &flow->return_url,
-                                 ngx_astralform_json_value(json, "return_url"))
-           == NGX_OK
-        && ngx_astralform_strdup(pool, &ctx->agent,
-                                 ngx_astralform_json_value(json, "agent"))
-           == NGX_OK
+    session[0].dst = &flow->connector;
+    session[1].dst = &ctx->user;
+    session[2].dst = &flow->return_url;
+    session[3].dst = &ctx->agent;
+
+    if (ngx_astralform_json_strings(pool, json, session) == NGX_OK
         && flow->connector.len && ctx->user.len)
     {
         rc = NGX_OK;
@@ -769,10 +766,15 @@ static ngx_int_t
 ngx_astralform_callback_open(ngx_astralform_ctx_t *ctx,
     ngx_astralform_flow_t *flow, redisReply *reply)
 {
-    json_t      *json;
-    ngx_int_t    rc;
-    ngx_str_t    aad, blob, plain;
-    ngx_pool_t  *pool;
+    json_t                     *json;
+    ngx_int_t                   rc;
+    ngx_str_t                   aad, blob, plain;
+    ngx_pool_t                 *pool;
+    ngx_astralform_json_str_t   state[] = {
+        { "connector", NULL }, { "user", NULL }, { "return_url", NULL },
+        { "verifier", NULL }, { "binding", NULL }, { "issuer", NULL },
+        { "token_url", NULL }, { NULL, NULL }
+    };
 
     pool = ctx->request->pool;
 
@@ -792,28 +794,15 @@ ngx_astralform_callback_open(ngx_astralform_ctx_t *ctx,
 
     rc = NGX_ERROR;
 
-    if (json_is_object(json)
-        && ngx_astralform_strdup(pool, &flow->connector,
-                                 ngx_astralform_json_value(json, "connector"))
-           == NGX_OK
-        && ngx_astralform_strdup(pool, &ctx->user,
-                                 ngx_astralform_json_value(json, "user"))
-           == NGX_OK
-        && ngx_astralform_strdup(pool, &flow->return_url,
-                                 ngx_astralform_json_value(json, "return_url"))
-           == NGX_OK
-        && ngx_astralform_strdup(pool, &flow->verifier,
-                                 ngx_astralform_json_value(json, "verifier"))
-           == NGX_OK
-        && ngx_astralform_strdup(pool, &flow->binding,
-                                 ngx_astralform_json_value(json, "binding"))
-           == NGX_OK
-        && ngx_astralform_strdup(pool, &flow->issuer,
-                                 ngx_astralform_json_value(json, "issuer"))
-           == NGX_OK
-        && ngx_astralform_strdup(pool, &flow->token_url,
-                                 ngx_astralform_json_value(json, "token_url"))
-           == NGX_OK
+    state[0].dst = &flow->connector;
+    state[1].dst = &ctx->user;
+    state[2].dst = &flow->return_url;
+    state[3].dst = &flow->verifier;
+    state[4].dst = &flow->binding;
+    state[5].dst = &flow->issuer;
+    state[6].dst = &flow->token_url;
+
+    if (ngx_astralform_json_strings(pool, json, state) == NGX_OK
         && flow->connector.len && ctx->user.len && flow->binding.len)
     {
         rc = NGX_OK;

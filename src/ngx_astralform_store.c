@@ -643,6 +643,28 @@ ngx_astralform_strdup(ngx_pool_t *pool, ngx_str_t *dst, const char *src)
 }
 
 
+ngx_int_t
+ngx_astralform_json_strings(ngx_pool_t *pool, json_t *json,
+    ngx_astralform_json_str_t *fields)
+{
+    if (!json_is_object(json)) {
+        return NGX_ERROR;
+    }
+
+    for ( /* void */ ; fields->key != NULL; fields++) {
+        if (ngx_astralform_strdup(pool, fields->dst,
+                                  ngx_astralform_json_value(json,
+                                                            fields->key))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 json_t *
 ngx_astralform_json_string(ngx_str_t *s)
 {

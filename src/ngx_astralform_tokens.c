@@ -21,8 +21,6 @@ static void ngx_astralform_token_stored(redisReply *reply, void *data);
 static ngx_int_t ngx_astralform_token_cas(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, ngx_str_t *expect, ngx_str_t *blob,
     ngx_astralform_redis_pt handler, void *data);
-static ngx_int_t ngx_astralform_token_str(ngx_pool_t *pool, ngx_str_t *dst,
-    json_t *json, const char *key);
 
 
 void
@@ -288,10 +286,15 @@ ngx_astralform_token_open(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, ngx_str_t *user, ngx_str_t *blob,
     ngx_astralform_token_t *tok, ngx_uint_t *stale)
 {
-    json_t      *json;
-    ngx_str_t    aad, plain;
-    ngx_pool_t  *pool;
-    const char  *type;
+    json_t                     *json;
+    ngx_str_t                   aad, plain;
+    ngx_pool_t                 *pool;
+    const char                 *type;
+    ngx_astralform_json_str_t   fields[] = {
+        { "access_token", NULL }, { "refresh_token", NULL },
+        { "api_key", NULL }, { "scope", NULL }, { "token_type", NULL },
+        { "account_id", NULL }, { NULL, NULL }
+    };
 
     pool = ctx->request->pool;
 
@@ -320,19 +323,14 @@ ngx_astralform_token_open(ngx_astralform_ctx_t *ctx,
     tok->obtained_at = (time_t) json_integer_value(json_object_get(json,
                                                           "obtained_at"));
 
-    if (ngx_astralform_token_str(pool, &tok->access_token, json,
-                                 "access_token") != NGX_OK
-        || ngx_astralform_token_str(pool, &tok->refresh_token, json,
-                                    "refresh_token") != NGX_OK
-        || ngx_astralform_token_str(pool, &tok->api_key, json, "api_key")
-           != NGX_OK
-        || ngx_astralform_token_str(pool, &tok->scope, json, "scope")
-           != NGX_OK
-        || ngx_astralform_token_str(pool, &tok->token_type, json,
-                                    "token_type") != NGX_OK
-        || ngx_astralform_token_str(pool, &tok->account_id, json,
-                                    "account_id") != NGX_OK)
-    {
+    fields[0].dst = &tok->access_token;
+    fields[1].dst = &tok->refresh_token;
+    fields[2].dst = &tok->api_key;
+    fields[3].dst = &tok->scope;
+    fields[4].dst = &tok->token_type;
+    fields[5].dst = &tok->account_id;
+
+    if (ngx_astralform_json_strings(pool, json, fields) != NGX_OK) {
         json_decref(json);
         return NGX_ERROR;
     }
@@ -411,13 +409,4 @@ ngx_astralform_token_expiring(ngx_astralform_ctx_t *ctx,
 
     return tok->expires_at <= ngx_time()
                               + (time_t) (ctx->amcf->refresh_skew / 1000);
-}
-
-
-static ngx_int_t
-ngx_astralform_token_str(ngx_pool_t *pool, ngx_str_t *dst, json_t *json,
-    const char *key)
-{
-    return ngx_astralform_strdup(pool, dst,
-                                 ngx_astralform_json_value(json, key));
 }
