@@ -46,6 +46,8 @@ static ngx_int_t ngx_astralform_parse_body(ngx_astralform_ctx_t *ctx);
 static void ngx_astralform_dispatch(ngx_astralform_ctx_t *ctx);
 static ngx_int_t ngx_astralform_health_handler(ngx_astralform_ctx_t *ctx);
 static void ngx_astralform_health_reply(redisReply *reply, void *data);
+static json_t *ngx_astralform_health_json(const char *status,
+    const char *redis);
 static ngx_int_t ngx_astralform_catalog_handler(ngx_astralform_ctx_t *ctx);
 static void ngx_astralform_ctx_cleanup(void *data);
 
@@ -802,7 +804,8 @@ ngx_astralform_health_handler(ngx_astralform_ctx_t *ctx)
 {
     ngx_str_t  argv[1];
 
-    ngx_str_set(&argv[0], "PING");
+    /* ROLE, not PING: a replica answers PING too, but takes no write */
+    ngx_str_set(&argv[0], "ROLE");
 
     if (ngx_astralform_redis(ctx, ngx_astralform_health_reply, 1, argv)
         != NGX_OK)
@@ -819,21 +822,83 @@ ngx_astralform_health_reply(redisReply *reply, void *data)
 {
     ngx_astralform_ctx_t *ctx = data;
 
-    json_t  *json;
+    char        *redis, *message;
+    json_t      *json;
+    redisReply  *role;
 
-    if (reply != NULL && reply->type == REDIS_REPLY_STATUS) {
-        json = json_pack("{s:s, s:s}", "status", "ok", "redis", "up");
+    role = (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+            && reply->elements > 0
+            && reply->element[0]->type == REDIS_REPLY_STRING)
+           ? reply->element[0] : NULL;
+
+    if (role != NULL && ngx_strcmp(role->str, "master") == 0
+        && ngx_astralform_redis_complete())
+    {
+        json = ngx_astralform_health_json("ok", "up");
         ngx_astralform_finish(ctx, ngx_astralform_send_json(ctx, NGX_HTTP_OK,
                                                              json));
         return;
     }
 
-    json = json_pack("{s:s, s:s}", "status", "unavailable", "redis", "down");
+    if (role != NULL && ngx_strcmp(role->str, "master") == 0) {
+        redis = "partial";
+        message = "not every cluster slot has a reachable master";
+
+    } else if (role != NULL) {
+        redis = "read-only";
+        message = "redis is a replica: the gateway has no writable master";
+
+    } else if (reply != NULL) {
+        redis = "error";
+        message = "redis refused ROLE (see the error log)";
+
+    } else {
+        redis = "down";
+        message = "redis does not answer";
+    }
+
+    json = ngx_astralform_health_json("unavailable", redis);
 
     ngx_astralform_finish(ctx,
         ngx_astralform_send_error_with(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       json, "store_unavailable",
-                                       "redis does not answer"));
+                                       json, "store_unavailable", message));
+}
+
+
+/* {"status":..,"redis":..,"mode":..,"master":..} ("masters":[..]) */
+static json_t *
+ngx_astralform_health_json(const char *status, const char *redis)
+{
+    json_t      *json, *list;
+    ngx_str_t    masters[32];
+    ngx_uint_t   i, n;
+    const char  *mode;
+
+    mode = ngx_astralform_redis_mode_name();
+    n = ngx_astralform_redis_masters(masters, 32);
+
+    json = json_pack("{s:s, s:s, s:s}", "status", status, "redis", redis,
+                     "mode", mode);
+    if (json == NULL) {
+        return NULL;
+    }
+
+    if (ngx_strcmp(mode, "cluster") == 0) {
+        list = json_array();
+
+        for (i = 0; i < n; i++) {
+            json_array_append_new(list,
+                json_stringn((char *) masters[i].data, masters[i].len));
+        }
+
+        json_object_set_new(json, "masters", list);
+
+    } else if (n) {
+        json_object_set_new(json, "master",
+            json_stringn((char *) masters[0].data, masters[0].len));
+    }
+
+    return json;
 }
 
 

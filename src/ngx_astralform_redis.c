@@ -1,16 +1,31 @@
 /*
- * Redis on the worker's event loop.
+ * Redis on the worker's event loop: nodes, operations, redirections.
  *
- * One hiredis async context per worker, pipelined: commands go out in order
- * and replies come back in order, so the operations in flight are a FIFO
- * queue. hiredis 0.14 has no command timeouts: a single watchdog timer
- * follows the oldest operation and, when it is overdue, drops the whole
- * connection (a Redis that does not answer the oldest command will not
- * answer the newer ones either); hiredis then calls every pending callback
- * with a NULL reply. Reconnection is lazy, on the next command, after a
- * backoff, so a dead Redis costs a request one refused connect at most.
+ * Each node (a Redis, a Sentinel, a Cluster master) is one hiredis async
+ * context per worker, pipelined: commands go out in order and replies come
+ * back in order, so the operations in flight on a node are a FIFO queue.
+ * hiredis 0.14 has no command timeouts: a watchdog timer per node follows
+ * the oldest operation and, when it is overdue, drops the connection (a
+ * Redis that does not answer the oldest command will not answer the newer
+ * ones either); hiredis then calls every pending callback with a NULL
+ * reply. Reconnection is lazy, after a backoff, so a dead Redis costs a
+ * request one refused connect at most.
  *
- * The socket is wrapped in an ngx_connection_t and uses level-triggered
+ * Which node a command goes to is the topology's business
+ * (ngx_astralform_redis_topology.c), by the slot of the command's key (see
+ * the rule in ngx_astralform_redis.h). An operation keeps its formatted
+ * command, so that the replies meaning "not here" are handled here, in one
+ * place, and the caller only ever sees the final answer: MOVED and ASK
+ * (Cluster) re-send it where Redis says; READONLY, LOADING, MASTERDOWN,
+ * CLUSTERDOWN and TRYAGAIN (a command Redis did not run) park it until the
+ * topology has found the master again, within the timeout. A command whose
+ * connection broke in flight may have run: it is answered NULL (503),
+ * never retried.
+ *
+ * With wait_replicas=N every write is followed, in the same pipeline, by
+ * WAIT N timeout; its caller is answered once WAIT has answered.
+ *
+ * The sockets are wrapped in ngx_connection_t and use level-triggered
  * events: hiredis reads one buffer per call and would stall on an
  * edge-triggered event with more data pending.
  */
@@ -22,38 +37,36 @@
 #include <hiredis/async.h>
 
 #include "ngx_astralform_redis.h"
+#include "ngx_astralform_redis_internal.h"
 
 
-#define NGX_ASTRALFORM_REDIS_BACKOFF_MIN  50
-#define NGX_ASTRALFORM_REDIS_BACKOFF_MAX  1000
 #define NGX_ASTRALFORM_REDIS_MAX_ARGS     32
+#define NGX_ASTRALFORM_REDIS_MAX_TRIES    5
 
 
 struct ngx_astralform_redis_op_s {
-    ngx_queue_t                   queue;
+    ngx_queue_t                   queue;       /* node's inflight, pending */
     ngx_msec_t                    deadline;
     ngx_astralform_redis_pt       handler;     /* NULL once cancelled */
     void                         *data;
     ngx_pool_cleanup_t           *cln;
+    char                         *cmd;         /* formatted, for a retry */
+    int                           len;
+    ngx_int_t                     slot;        /* -1: no key */
+    ngx_uint_t                    tries;
+    ngx_astralform_redis_node_t  *node;
+    ngx_astralform_redis_op_t    *wait;        /* its WAIT, in flight */
+    redisReply                   *held;        /* the reply WAIT holds */
+    u_char                        name[16];    /* the command, for logs */
+    unsigned                      internal:1;
+    unsigned                      write:1;
+    unsigned                      asking:1;
 };
 
 
-typedef struct {
-    ngx_astralform_redis_conf_t  *conf;
-    ngx_log_t                    *log;
-    redisAsyncContext            *ac;
-    ngx_queue_t                   inflight;
-    ngx_event_t                   watchdog;
-    ngx_connection_t              dummy;       /* ev->data of the timer */
-    ngx_msec_t                    connect_deadline;
-    ngx_msec_t                    retry_at;
-    ngx_msec_t                    backoff;
-    unsigned                      connected:1;
-    unsigned                      flushing:1;  /* in the write handler */
-} ngx_astralform_redis_worker_t;
-
-
-static ngx_int_t ngx_astralform_redis_connect(void);
+static ngx_int_t ngx_astralform_redis_connect(
+    ngx_astralform_redis_node_t *node);
+static ngx_int_t ngx_astralform_redis_setup(ngx_astralform_redis_node_t *node);
 static ngx_int_t ngx_astralform_redis_attach(redisAsyncContext *ac);
 static void ngx_astralform_redis_add_read(void *privdata);
 static void ngx_astralform_redis_del_read(void *privdata);
@@ -66,20 +79,68 @@ static void ngx_astralform_redis_on_connect(const redisAsyncContext *ac,
     int status);
 static void ngx_astralform_redis_on_disconnect(const redisAsyncContext *ac,
     int status);
-static ngx_astralform_redis_op_t *ngx_astralform_redis_queue(
-    ngx_pool_t *pool, ngx_log_t *log, ngx_astralform_redis_pt handler,
-    void *data, ngx_uint_t argc, ngx_str_t *argv);
+static ngx_astralform_redis_op_t *ngx_astralform_redis_op(ngx_log_t *log,
+    ngx_uint_t argc, ngx_str_t *argv);
+static void ngx_astralform_redis_op_free(ngx_astralform_redis_op_t *op);
+static ngx_int_t ngx_astralform_redis_put(ngx_astralform_redis_node_t *node,
+    ngx_astralform_redis_op_t *op);
+static ngx_int_t ngx_astralform_redis_queue(ngx_astralform_redis_node_t *node,
+    ngx_astralform_redis_op_t *op);
 static void ngx_astralform_redis_reply(redisAsyncContext *ac, void *r,
     void *privdata);
-static void ngx_astralform_redis_setup_reply(redisReply *reply, void *data);
+static ngx_int_t ngx_astralform_redis_redirect(ngx_astralform_redis_op_t *op,
+    redisReply *reply);
+static ngx_int_t ngx_astralform_redis_moved_to(ngx_astralform_redis_op_t *op,
+    redisReply *reply, ngx_uint_t ask);
+static void ngx_astralform_redis_park(ngx_astralform_redis_op_t *op);
+static void ngx_astralform_redis_deliver(ngx_astralform_redis_op_t *op,
+    redisReply *reply);
+static void ngx_astralform_redis_wait_reply(redisReply *reply, void *data);
+static redisReply *ngx_astralform_redis_copy(redisReply *r);
+static void ngx_astralform_redis_auth_reply(redisReply *reply, void *data);
+static void ngx_astralform_redis_select_reply(redisReply *reply, void *data);
+static void ngx_astralform_redis_setup_reply(redisReply *reply,
+    ngx_astralform_redis_node_t *node, const char *cmd);
 static void ngx_astralform_redis_cancel(void *data);
-static void ngx_astralform_redis_arm(void);
+static void ngx_astralform_redis_arm(ngx_astralform_redis_node_t *node);
 static void ngx_astralform_redis_watchdog(ngx_event_t *ev);
-static void ngx_astralform_redis_drop(const char *why);
-static void ngx_astralform_redis_backoff(void);
+static void ngx_astralform_redis_pending_timer(ngx_event_t *ev);
+static void ngx_astralform_redis_arm_pending(void);
+static void ngx_astralform_redis_drop(ngx_astralform_redis_node_t *node,
+    const char *why);
+static void ngx_astralform_redis_backoff(ngx_astralform_redis_node_t *node);
+static ngx_uint_t ngx_astralform_redis_is_write(ngx_str_t *name);
+static ngx_int_t ngx_astralform_redis_single(ngx_conf_t *cf,
+    ngx_astralform_redis_conf_t *conf, ngx_str_t *value);
+static ngx_int_t ngx_astralform_redis_addr(ngx_conf_t *cf,
+    ngx_str_t *value, ngx_int_t default_port,
+    ngx_astralform_redis_addr_t *addr);
+static ngx_int_t ngx_astralform_redis_addrs(ngx_conf_t *cf,
+    ngx_astralform_redis_conf_t *conf, ngx_str_t *list,
+    ngx_int_t default_port);
+static ngx_int_t ngx_astralform_redis_secret_file(ngx_conf_t *cf,
+    char *what, ngx_str_t *value, ngx_str_t *out);
 
 
-static ngx_astralform_redis_worker_t  ngx_astralform_rw;
+ngx_astralform_redis_worker_t  ngx_astralform_rw;
+
+
+/* commands that never write: no WAIT after them */
+static ngx_str_t  ngx_astralform_redis_reads[] = {
+    ngx_string("GET"), ngx_string("HGET"), ngx_string("HGETALL"),
+    ngx_string("HMGET"), ngx_string("HEXISTS"), ngx_string("HLEN"),
+    ngx_string("HKEYS"), ngx_string("HVALS"), ngx_string("HSCAN"),
+    ngx_string("EXISTS"), ngx_string("TTL"), ngx_string("PTTL"),
+    ngx_string("TYPE"), ngx_string("MGET"), ngx_string("STRLEN"),
+    ngx_string("SMEMBERS"), ngx_string("SISMEMBER"), ngx_string("SCARD"),
+    ngx_string("SSCAN"), ngx_string("ZRANGE"), ngx_string("ZSCORE"),
+    ngx_string("ZCARD"), ngx_string("ZSCAN"), ngx_string("LRANGE"),
+    ngx_string("LLEN"), ngx_string("XRANGE"), ngx_string("XLEN"),
+    ngx_string("SCAN"), ngx_string("PING"), ngx_string("ROLE"),
+    ngx_string("ECHO"), ngx_string("TIME"), ngx_string("INFO"),
+    ngx_string("EVAL_RO"), ngx_string("EVALSHA_RO"), ngx_string("FCALL_RO"),
+    ngx_null_string
+};
 
 
 ngx_int_t
@@ -92,46 +153,82 @@ ngx_astralform_redis_init_process(ngx_cycle_t *cycle,
 
     rw->conf = conf;
     rw->log = cycle->log;
-    rw->backoff = NGX_ASTRALFORM_REDIS_BACKOFF_MIN;
-    ngx_queue_init(&rw->inflight);
+    rw->discover_backoff = NGX_ASTRALFORM_REDIS_BACKOFF_MIN;
+    ngx_queue_init(&rw->pending);
+
+    if (ngx_array_init(&rw->nodes, cycle->pool, 8,
+                       sizeof(ngx_astralform_redis_node_t *))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     rw->dummy.fd = (ngx_socket_t) -1;
-    rw->watchdog.handler = ngx_astralform_redis_watchdog;
-    rw->watchdog.data = &rw->dummy;
-    rw->watchdog.log = cycle->log;
-    rw->watchdog.cancelable = 1;
+    rw->pending_ev.handler = ngx_astralform_redis_pending_timer;
+    rw->pending_ev.data = &rw->dummy;
+    rw->pending_ev.log = cycle->log;
+    rw->pending_ev.cancelable = 1;
 
-    /* connect early so the first request does not pay for it */
-    (void) ngx_astralform_redis_connect();
-
-    return NGX_OK;
+    return ngx_astralform_redis_topology_init(cycle);
 }
 
 
 void
 ngx_astralform_redis_exit_process(ngx_cycle_t *cycle)
 {
-    redisAsyncContext  *ac;
+    ngx_uint_t                      i;
+    ngx_queue_t                    *q;
+    redisAsyncContext              *ac;
+    ngx_astralform_redis_op_t      *op;
+    ngx_astralform_redis_node_t   **node;
+    ngx_astralform_redis_worker_t  *rw = &ngx_astralform_rw;
 
-    ac = ngx_astralform_rw.ac;
-
-    if (ngx_astralform_rw.watchdog.timer_set) {
-        ngx_del_timer(&ngx_astralform_rw.watchdog);
+    if (rw->conf == NULL) {
+        return;
     }
 
-    if (ac != NULL) {
-        ngx_astralform_rw.ac = NULL;
-        redisAsyncFree(ac);
+    while (!ngx_queue_empty(&rw->pending)) {
+        q = ngx_queue_head(&rw->pending);
+        ngx_queue_remove(q);
+        op = ngx_queue_data(q, ngx_astralform_redis_op_t, queue);
+        ngx_astralform_redis_deliver(op, NULL);
     }
 
-    ngx_astralform_rw.conf = NULL;
+    if (rw->pending_ev.timer_set) {
+        ngx_del_timer(&rw->pending_ev);
+    }
+
+    if (rw->discover_ev.timer_set) {
+        ngx_del_timer(&rw->discover_ev);
+    }
+
+    node = rw->nodes.elts;
+
+    for (i = 0; i < rw->nodes.nelts; i++) {
+        if (node[i]->watchdog.timer_set) {
+            ngx_del_timer(&node[i]->watchdog);
+        }
+
+        ac = node[i]->ac;
+
+        if (ac != NULL) {
+            node[i]->ac = NULL;
+            redisAsyncFree(ac);
+        }
+    }
+
+    rw->conf = NULL;
 }
 
 
 ngx_uint_t
 ngx_astralform_redis_is_up(void)
 {
-    return ngx_astralform_rw.ac != NULL && ngx_astralform_rw.connected;
+    ngx_astralform_redis_node_t  *node;
+
+    node = ngx_astralform_rw.conf ? ngx_astralform_redis_route(-1) : NULL;
+
+    return node != NULL && node->ac != NULL && node->connected;
 }
 
 
@@ -140,104 +237,436 @@ ngx_astralform_redis_send(ngx_pool_t *pool, ngx_log_t *log,
     ngx_astralform_redis_pt handler, void *data, ngx_uint_t argc,
     ngx_str_t *argv)
 {
+    ngx_pool_cleanup_t             *cln;
+    ngx_astralform_redis_op_t      *op;
+    ngx_astralform_redis_node_t    *node;
     ngx_astralform_redis_worker_t  *rw = &ngx_astralform_rw;
 
-    if (rw->conf == NULL) {
+    if (rw->conf == NULL || argc == 0) {
         return NULL;
     }
 
-    if (rw->ac == NULL) {
-        if ((ngx_msec_int_t) (ngx_current_msec - rw->retry_at) < 0) {
-            return NULL;
-        }
+    cln = NULL;
 
-        if (ngx_astralform_redis_connect() != NGX_OK) {
+    if (pool != NULL) {
+        cln = ngx_pool_cleanup_add(pool, 0);
+        if (cln == NULL) {
             return NULL;
         }
     }
 
-    return ngx_astralform_redis_queue(pool, log, handler, data, argc, argv);
+    op = ngx_astralform_redis_op(log, argc, argv);
+    if (op == NULL) {
+        return NULL;
+    }
+
+    op->handler = handler;
+    op->data = data;
+    op->slot = (rw->conf->mode == NGX_ASTRALFORM_REDIS_CLUSTER)
+               ? ngx_astralform_redis_keyslot(argc, argv) : -1;
+    op->write = ngx_astralform_redis_is_write(&argv[0]);
+
+    node = ngx_astralform_redis_route(op->slot);
+
+    if (node == NULL) {
+        if (!rw->discovering) {
+            /* nothing known, nothing being found: answer at once */
+            ngx_astralform_redis_discover();
+        }
+
+        if (!rw->discovering) {
+            ngx_astralform_redis_op_free(op);
+            return NULL;
+        }
+
+        ngx_astralform_redis_park(op);
+
+    } else if (ngx_astralform_redis_put(node, op) != NGX_OK) {
+        ngx_astralform_redis_op_free(op);
+        return NULL;
+    }
+
+    op->cln = cln;
+
+    if (cln != NULL) {
+        cln->handler = ngx_astralform_redis_cancel;
+        cln->data = op;
+    }
+
+    return op;
 }
 
 
-static ngx_int_t
-ngx_astralform_redis_connect(void)
+/* a command of the topology or of the connection setup, to one node */
+ngx_astralform_redis_op_t *
+ngx_astralform_redis_internal(ngx_astralform_redis_node_t *node,
+    ngx_astralform_redis_pt handler, void *data, ngx_uint_t argc,
+    ngx_str_t *argv)
 {
-    u_char                          host[NGX_SOCKADDR_STRLEN + 1];
-    u_char                          path[NGX_MAX_PATH + 1];
-    ngx_str_t                       argv[2];
-    redisAsyncContext              *ac;
-    ngx_astralform_redis_conf_t    *conf;
-    ngx_astralform_redis_worker_t  *rw = &ngx_astralform_rw;
+    ngx_astralform_redis_op_t  *op;
 
-    conf = rw->conf;
-
-    if (conf->unix_path.len) {
-        ngx_cpystrn(path, conf->unix_path.data,
-                    ngx_min(conf->unix_path.len + 1, sizeof(path)));
-        ac = redisAsyncConnectUnix((char *) path);
-
-    } else {
-        /* conf->host is numeric: no name lookup happens here */
-        ngx_cpystrn(host, conf->host.data,
-                    ngx_min(conf->host.len + 1, sizeof(host)));
-        ac = redisAsyncConnect((char *) host, (int) conf->port);
+    if (ngx_astralform_redis_node_ready(node) != NGX_OK) {
+        return NULL;
     }
 
-    if (ac == NULL || ac->err) {
-        ngx_log_error(NGX_LOG_ERR, rw->log, 0,
-                      "astralform: could not connect to redis \"%V\": %s",
-                      &conf->addr, ac ? ac->errstr : "out of memory");
-        if (ac != NULL) {
-            redisAsyncFree(ac);
-        }
-        ngx_astralform_redis_backoff();
+    op = ngx_astralform_redis_op(ngx_astralform_rw.log, argc, argv);
+    if (op == NULL) {
+        return NULL;
+    }
+
+    op->handler = handler;
+    op->data = data;
+    op->slot = -1;
+    op->internal = 1;
+
+    if (ngx_astralform_redis_queue(node, op) != NGX_OK) {
+        ngx_astralform_redis_op_free(op);
+        return NULL;
+    }
+
+    return op;
+}
+
+
+static ngx_astralform_redis_op_t *
+ngx_astralform_redis_op(ngx_log_t *log, ngx_uint_t argc, ngx_str_t *argv)
+{
+    int                         len;
+    char                       *cmd;
+    size_t                      lens[NGX_ASTRALFORM_REDIS_MAX_ARGS];
+    ngx_uint_t                  i;
+    const char                 *args[NGX_ASTRALFORM_REDIS_MAX_ARGS];
+    ngx_astralform_redis_op_t  *op;
+
+    if (argc > NGX_ASTRALFORM_REDIS_MAX_ARGS) {
+        return NULL;
+    }
+
+    for (i = 0; i < argc; i++) {
+        args[i] = (const char *) argv[i].data;
+        lens[i] = argv[i].len;
+    }
+
+    len = redisFormatCommandArgv(&cmd, (int) argc, args, lens);
+    if (len < 0) {
+        return NULL;
+    }
+
+    op = ngx_calloc(sizeof(ngx_astralform_redis_op_t), log);
+    if (op == NULL) {
+        redisFreeCommand(cmd);
+        return NULL;
+    }
+
+    op->cmd = cmd;
+    op->len = len;
+
+    ngx_cpystrn(op->name, argv[0].data,
+                ngx_min(argv[0].len + 1, sizeof(op->name)));
+
+    return op;
+}
+
+
+static void
+ngx_astralform_redis_op_free(ngx_astralform_redis_op_t *op)
+{
+    if (op->held != NULL) {
+        freeReplyObject(op->held);
+    }
+
+    redisFreeCommand(op->cmd);
+    ngx_free(op);
+}
+
+
+/* an operation of a caller to the node that has its key */
+static ngx_int_t
+ngx_astralform_redis_put(ngx_astralform_redis_node_t *node,
+    ngx_astralform_redis_op_t *op)
+{
+    u_char                         *p;
+    ngx_str_t                       argv[3];
+    ngx_astralform_redis_op_t      *w;
+    ngx_astralform_redis_conf_t    *conf = ngx_astralform_rw.conf;
+    u_char                          n[NGX_INT_T_LEN], t[NGX_INT_T_LEN];
+
+    if (ngx_astralform_redis_node_ready(node) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (ngx_astralform_redis_attach(ac) != NGX_OK) {
-        redisAsyncFree(ac);
-        ngx_astralform_redis_backoff();
-        return NGX_ERROR;
-    }
+    if (op->asking) {
+        op->asking = 0;
+        ngx_str_set(&argv[0], "ASKING");
 
-    redisAsyncSetConnectCallback(ac, ngx_astralform_redis_on_connect);
-    redisAsyncSetDisconnectCallback(ac, ngx_astralform_redis_on_disconnect);
-
-    rw->ac = ac;
-
-    /* a unix socket may connect at once; hiredis then never calls back */
-    rw->connected = (ac->c.flags & REDIS_CONNECTED) ? 1 : 0;
-    rw->connect_deadline = ngx_current_msec + conf->connect_timeout;
-    ngx_astralform_redis_arm();
-
-    /* queued ahead of every request command: hiredis keeps the order */
-
-    if (conf->password.len) {
-        ngx_str_set(&argv[0], "AUTH");
-        argv[1] = conf->password;
-
-        if (ngx_astralform_redis_queue(NULL, rw->log,
-                                       ngx_astralform_redis_setup_reply,
-                                       "AUTH", 2, argv)
+        if (ngx_astralform_redis_internal(node, NULL, NULL, 1, argv)
             == NULL)
         {
             return NGX_ERROR;
         }
     }
 
-    if (conf->db) {
-        ngx_str_set(&argv[0], "SELECT");
-        argv[1].data = ngx_pnalloc(ngx_cycle->pool, NGX_INT_T_LEN);
-        if (argv[1].data == NULL) {
+    if (ngx_astralform_redis_queue(node, op) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (!op->write || conf->wait_replicas == 0) {
+        return NGX_OK;
+    }
+
+    ngx_str_set(&argv[0], "WAIT");
+    p = ngx_sprintf(n, "%ui", conf->wait_replicas);
+    argv[1].data = n;
+    argv[1].len = p - n;
+    p = ngx_sprintf(t, "%M", conf->wait_timeout);
+    argv[2].data = t;
+    argv[2].len = p - t;
+
+    w = ngx_astralform_redis_internal(node, ngx_astralform_redis_wait_reply,
+                                      op, 3, argv);
+
+    /* without its WAIT, the write is answered as it is */
+    op->wait = w;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_astralform_redis_queue(ngx_astralform_redis_node_t *node,
+    ngx_astralform_redis_op_t *op)
+{
+    if (redisAsyncFormattedCommand(node->ac, ngx_astralform_redis_reply, op,
+                                   op->cmd, op->len)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    op->node = node;
+    op->deadline = ngx_current_msec + ngx_astralform_rw.conf->timeout;
+
+    ngx_queue_insert_tail(&node->inflight, &op->queue);
+
+    if (!node->watchdog.timer_set) {
+        ngx_astralform_redis_arm(node);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the connection to node is there or on its way; not while backing off */
+ngx_int_t
+ngx_astralform_redis_node_ready(ngx_astralform_redis_node_t *node)
+{
+    if (node->ac != NULL) {
+        return node->closing ? NGX_ERROR : NGX_OK;
+    }
+
+    if ((ngx_msec_int_t) (ngx_current_msec - node->retry_at) < 0) {
+        return NGX_ERROR;
+    }
+
+    return ngx_astralform_redis_connect(node);
+}
+
+
+/* the node this worker talks to at host:port for that kind of use */
+ngx_astralform_redis_node_t *
+ngx_astralform_redis_node(u_char *host, size_t len, ngx_int_t port,
+    ngx_uint_t kind)
+{
+    u_char                          *p;
+    ngx_uint_t                       i;
+    ngx_astralform_redis_node_t     *node, **np;
+    ngx_astralform_redis_worker_t   *rw = &ngx_astralform_rw;
+
+    if (len >= NGX_SOCKADDR_STRLEN) {
+        return NULL;
+    }
+
+    np = rw->nodes.elts;
+
+    for (i = 0; i < rw->nodes.nelts; i++) {
+        node = np[i];
+
+        if (node->kind == kind && node->port == port
+            && ngx_strlen(node->host) == len
+            && ngx_strncmp(node->host, host, len) == 0)
+        {
+            return node;
+        }
+    }
+
+    node = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_astralform_redis_node_t));
+    if (node == NULL) {
+        return NULL;
+    }
+
+    np = ngx_array_push(&rw->nodes);
+    if (np == NULL) {
+        return NULL;
+    }
+
+    *np = node;
+
+    ngx_memcpy(node->host, host, len);
+    node->port = port;
+    node->kind = kind;
+    node->backoff = NGX_ASTRALFORM_REDIS_BACKOFF_MIN;
+    ngx_queue_init(&node->inflight);
+
+    node->name.data = ngx_pnalloc(ngx_cycle->pool, len + NGX_INT_T_LEN + 3);
+    if (node->name.data == NULL) {
+        return NULL;
+    }
+
+    if (port == 0) {
+        p = ngx_sprintf(node->name.data, "unix:%*s", len, host);
+
+    } else if (ngx_strlchr(host, host + len, ':') != NULL) {
+        p = ngx_sprintf(node->name.data, "[%*s]:%i", len, host, port);
+
+    } else {
+        p = ngx_sprintf(node->name.data, "%*s:%i", len, host, port);
+    }
+
+    node->name.len = p - node->name.data;
+
+    node->dummy.fd = (ngx_socket_t) -1;
+    node->dummy.data = node;
+    node->watchdog.handler = ngx_astralform_redis_watchdog;
+    node->watchdog.data = &node->dummy;
+    node->watchdog.log = rw->log;
+    node->watchdog.cancelable = 1;
+
+    return node;
+}
+
+
+/* no more commands to node; those in flight are still answered */
+void
+ngx_astralform_redis_node_close(ngx_astralform_redis_node_t *node)
+{
+    if (node->ac != NULL && !node->closing) {
+        node->closing = 1;
+        redisAsyncDisconnect(node->ac);
+    }
+}
+
+
+/* host came from a reply: connect only to an address, never look it up */
+ngx_uint_t
+ngx_astralform_redis_numeric(u_char *host, size_t len)
+{
+#if (NGX_HAVE_INET6)
+    u_char  addr6[16];
+#endif
+
+    if (len == 0) {
+        return 0;
+    }
+
+    if (ngx_inet_addr(host, len) != INADDR_NONE) {
+        return 1;
+    }
+
+#if (NGX_HAVE_INET6)
+    if (ngx_inet6_addr(host, len, addr6) == NGX_OK) {
+        return 1;
+    }
+#endif
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_astralform_redis_connect(ngx_astralform_redis_node_t *node)
+{
+    redisAsyncContext              *ac;
+    ngx_astralform_redis_worker_t  *rw = &ngx_astralform_rw;
+
+    /* node->host is numeric: no name lookup happens here */
+    if (node->port == 0) {
+        ac = redisAsyncConnectUnix((char *) node->host);
+
+    } else {
+        ac = redisAsyncConnect((char *) node->host, (int) node->port);
+    }
+
+    if (ac == NULL || ac->err) {
+        ngx_log_error(NGX_LOG_ERR, rw->log, 0,
+                      "astralform: could not connect to redis \"%V\": %s",
+                      &node->name, ac ? ac->errstr : "out of memory");
+        if (ac != NULL) {
+            redisAsyncFree(ac);
+        }
+        ngx_astralform_redis_backoff(node);
+        return NGX_ERROR;
+    }
+
+    ac->data = node;
+
+    if (ngx_astralform_redis_attach(ac) != NGX_OK) {
+        redisAsyncFree(ac);
+        ngx_astralform_redis_backoff(node);
+        return NGX_ERROR;
+    }
+
+    redisAsyncSetConnectCallback(ac, ngx_astralform_redis_on_connect);
+    redisAsyncSetDisconnectCallback(ac, ngx_astralform_redis_on_disconnect);
+
+    node->ac = ac;
+    node->closing = 0;
+
+    /* a unix socket may connect at once; hiredis then never calls back */
+    node->connected = (ac->c.flags & REDIS_CONNECTED) ? 1 : 0;
+    node->connect_deadline = ngx_current_msec + rw->conf->connect_timeout;
+    ngx_astralform_redis_arm(node);
+
+    if (ngx_astralform_redis_setup(node) != NGX_OK) {
+        ngx_astralform_redis_drop(node, "could not be set up");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* queued ahead of every other command: hiredis keeps the order */
+static ngx_int_t
+ngx_astralform_redis_setup(ngx_astralform_redis_node_t *node)
+{
+    u_char                       *p, db[NGX_INT_T_LEN];
+    ngx_str_t                     argv[2];
+    ngx_astralform_redis_conf_t  *conf = ngx_astralform_rw.conf;
+
+    argv[1] = (node->kind == NGX_ASTRALFORM_REDIS_DATA)
+              ? conf->password : conf->sentinel_password;
+
+    if (argv[1].len) {
+        ngx_str_set(&argv[0], "AUTH");
+
+        if (ngx_astralform_redis_internal(node,
+                                          ngx_astralform_redis_auth_reply,
+                                          node, 2, argv)
+            == NULL)
+        {
             return NGX_ERROR;
         }
-        argv[1].len = ngx_sprintf(argv[1].data, "%i", conf->db)
-                      - argv[1].data;
+    }
 
-        if (ngx_astralform_redis_queue(NULL, rw->log,
-                                       ngx_astralform_redis_setup_reply,
-                                       "SELECT", 2, argv)
+    if (conf->db && node->kind == NGX_ASTRALFORM_REDIS_DATA) {
+        ngx_str_set(&argv[0], "SELECT");
+        p = ngx_sprintf(db, "%i", conf->db);
+        argv[1].data = db;
+        argv[1].len = p - db;
+
+        if (ngx_astralform_redis_internal(node,
+                                          ngx_astralform_redis_select_reply,
+                                          node, 2, argv)
             == NULL)
         {
             return NGX_ERROR;
@@ -306,10 +735,11 @@ ngx_astralform_redis_del_read(void *privdata)
 static void
 ngx_astralform_redis_add_write(void *privdata)
 {
-    ngx_connection_t   *c = privdata;
-    redisAsyncContext  *ac = c->data;
+    ngx_connection_t             *c = privdata;
+    redisAsyncContext            *ac = c->data;
+    ngx_astralform_redis_node_t  *node = ac->data;
 
-    if ((ac->c.flags & REDIS_CONNECTED) && !ngx_astralform_rw.flushing) {
+    if ((ac->c.flags & REDIS_CONNECTED) && !node->flushing) {
         if (!c->write->posted) {
             ngx_post_event(c->write, &ngx_posted_events);
         }
@@ -325,9 +755,11 @@ ngx_astralform_redis_add_write(void *privdata)
 static void
 ngx_astralform_redis_del_write(void *privdata)
 {
-    ngx_connection_t  *c = privdata;
+    ngx_connection_t             *c = privdata;
+    redisAsyncContext            *ac = c->data;
+    ngx_astralform_redis_node_t  *node = ac->data;
 
-    if (c->write->posted && !ngx_astralform_rw.flushing) {
+    if (c->write->posted && !node->flushing) {
         ngx_delete_posted_event(c->write);
     }
 
@@ -339,12 +771,15 @@ ngx_astralform_redis_del_write(void *privdata)
 
 /*
  * hiredis is about to close the fd and free the context: give the nginx
- * connection back without closing the fd (hiredis owns it).
+ * connection back without closing the fd (hiredis owns it), and let the
+ * topology know, later (hiredis is still tearing down).
  */
 static void
 ngx_astralform_redis_cleanup(void *privdata)
 {
-    ngx_connection_t  *c = privdata;
+    ngx_connection_t             *c = privdata;
+    redisAsyncContext            *ac = c->data;
+    ngx_astralform_redis_node_t  *node = ac->data;
 
     if (c->read->active) {
         (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
@@ -362,13 +797,22 @@ ngx_astralform_redis_cleanup(void *privdata)
         ngx_delete_posted_event(c->write);
     }
 
-    if (ngx_astralform_rw.ac == c->data) {
-        ngx_astralform_rw.ac = NULL;
-        ngx_astralform_rw.connected = 0;
-    }
-
     ngx_free_connection(c);
     c->fd = (ngx_socket_t) -1;
+
+    if (node->ac == ac) {
+        node->ac = NULL;
+        node->connected = 0;
+        node->closing = 0;
+
+        if (node->watchdog.timer_set) {
+            ngx_del_timer(&node->watchdog);
+        }
+
+        if (ngx_astralform_rw.conf != NULL) {
+            ngx_astralform_redis_lost(node);
+        }
+    }
 }
 
 
@@ -384,34 +828,36 @@ ngx_astralform_redis_read_handler(ngx_event_t *ev)
 static void
 ngx_astralform_redis_write_handler(ngx_event_t *ev)
 {
-    ngx_connection_t  *c = ev->data;
+    ngx_connection_t             *c = ev->data;
+    redisAsyncContext            *ac = c->data;
+    ngx_astralform_redis_node_t  *node = ac->data;
 
-    ngx_astralform_rw.flushing = 1;
-    redisAsyncHandleWrite(c->data);
-    ngx_astralform_rw.flushing = 0;
+    node->flushing = 1;
+    redisAsyncHandleWrite(ac);
+    node->flushing = 0;
 }
 
 
 static void
 ngx_astralform_redis_on_connect(const redisAsyncContext *ac, int status)
 {
-    ngx_astralform_redis_worker_t  *rw = &ngx_astralform_rw;
+    ngx_astralform_redis_node_t  *node = ac->data;
 
     if (status != REDIS_OK) {
-        ngx_log_error(NGX_LOG_ERR, rw->log, 0,
+        ngx_log_error(NGX_LOG_ERR, ngx_astralform_rw.log, 0,
                       "astralform: could not connect to redis \"%V\": %s",
-                      &rw->conf->addr, ac->errstr);
-        ngx_astralform_redis_backoff();
+                      &node->name, ac->errstr);
+        ngx_astralform_redis_backoff(node);
         return;
     }
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rw->log, 0,
-                   "astralform: connected to redis \"%V\"", &rw->conf->addr);
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_astralform_rw.log, 0,
+                   "astralform: connected to redis \"%V\"", &node->name);
 
-    if (rw->ac == ac) {
-        rw->connected = 1;
-        rw->backoff = NGX_ASTRALFORM_REDIS_BACKOFF_MIN;
-        ngx_astralform_redis_arm();
+    if (node->ac == ac) {
+        node->connected = 1;
+        node->backoff = NGX_ASTRALFORM_REDIS_BACKOFF_MIN;
+        ngx_astralform_redis_arm(node);
     }
 }
 
@@ -419,120 +865,373 @@ ngx_astralform_redis_on_connect(const redisAsyncContext *ac, int status)
 static void
 ngx_astralform_redis_on_disconnect(const redisAsyncContext *ac, int status)
 {
+    ngx_astralform_redis_node_t  *node = ac->data;
+
     if (status != REDIS_OK) {
         ngx_log_error(NGX_LOG_ERR, ngx_astralform_rw.log, 0,
                       "astralform: redis \"%V\" connection lost: %s",
-                      &ngx_astralform_rw.conf->addr, ac->errstr);
-        ngx_astralform_redis_backoff();
+                      &node->name, ac->errstr);
+        ngx_astralform_redis_backoff(node);
     }
-}
-
-
-static ngx_astralform_redis_op_t *
-ngx_astralform_redis_queue(ngx_pool_t *pool, ngx_log_t *log,
-    ngx_astralform_redis_pt handler, void *data, ngx_uint_t argc,
-    ngx_str_t *argv)
-{
-    size_t                          lens[NGX_ASTRALFORM_REDIS_MAX_ARGS];
-    ngx_uint_t                      i;
-    const char                     *args[NGX_ASTRALFORM_REDIS_MAX_ARGS];
-    ngx_pool_cleanup_t             *cln;
-    ngx_astralform_redis_op_t      *op;
-    ngx_astralform_redis_worker_t  *rw = &ngx_astralform_rw;
-
-    if (argc > NGX_ASTRALFORM_REDIS_MAX_ARGS) {
-        return NULL;
-    }
-
-    cln = NULL;
-
-    if (pool != NULL) {
-        cln = ngx_pool_cleanup_add(pool, 0);
-        if (cln == NULL) {
-            return NULL;
-        }
-    }
-
-    op = ngx_alloc(sizeof(ngx_astralform_redis_op_t), log);
-    if (op == NULL) {
-        return NULL;
-    }
-
-    for (i = 0; i < argc; i++) {
-        args[i] = (const char *) argv[i].data;
-        lens[i] = argv[i].len;
-    }
-
-    if (redisAsyncCommandArgv(rw->ac, ngx_astralform_redis_reply, op,
-                              (int) argc, args, lens)
-        != REDIS_OK)
-    {
-        ngx_free(op);
-        return NULL;
-    }
-
-    op->handler = handler;
-    op->data = data;
-    op->deadline = ngx_current_msec + rw->conf->timeout;
-    op->cln = cln;
-
-    if (cln != NULL) {
-        cln->handler = ngx_astralform_redis_cancel;
-        cln->data = op;
-    }
-
-    ngx_queue_insert_tail(&rw->inflight, &op->queue);
-
-    if (!rw->watchdog.timer_set) {
-        ngx_astralform_redis_arm();
-    }
-
-    return op;
 }
 
 
 static void
-ngx_astralform_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
+ngx_astralform_redis_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
 {
-    void                       *data;
-    ngx_astralform_redis_pt     handler;
+    redisReply                 *reply = r;
     ngx_astralform_redis_op_t  *op = privdata;
 
     ngx_queue_remove(&op->queue);
+    ngx_astralform_redis_arm(op->node);
+
+    if (op->internal || op->handler == NULL) {
+        ngx_astralform_redis_deliver(op, reply);
+        return;
+    }
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        if (ngx_astralform_redis_redirect(op, reply) == NGX_OK) {
+            return;
+        }
+
+        /* the text Redis gave, never the command's arguments */
+        ngx_log_error(NGX_LOG_ERR, ngx_astralform_rw.log, 0,
+                      "astralform: redis \"%V\" answered %s with an error: "
+                      "%*s", &op->node->name, op->name,
+                      ngx_min(reply->len, 256), reply->str);
+
+    } else if (reply != NULL && op->wait != NULL) {
+        op->held = ngx_astralform_redis_copy(reply);
+
+        if (op->held != NULL) {
+            return;
+        }
+    }
+
+    ngx_astralform_redis_deliver(op, reply);
+}
+
+
+/* NGX_OK: op is on its way again (re-sent or parked) */
+static ngx_int_t
+ngx_astralform_redis_redirect(ngx_astralform_redis_op_t *op,
+    redisReply *reply)
+{
+    u_char                       *s;
+    size_t                        len;
+    ngx_uint_t                    mode;
+    ngx_astralform_redis_node_t  *node;
+
+    s = (u_char *) reply->str;
+    len = reply->len;
+    mode = ngx_astralform_rw.conf->mode;
+    node = op->node;
+
+    if (mode == NGX_ASTRALFORM_REDIS_SINGLE
+        || op->tries++ >= NGX_ASTRALFORM_REDIS_MAX_TRIES)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (mode == NGX_ASTRALFORM_REDIS_CLUSTER) {
+        if (len > 6 && ngx_strncmp(s, "MOVED ", 6) == 0) {
+            return ngx_astralform_redis_moved_to(op, reply, 0);
+        }
+
+        if (len > 4 && ngx_strncmp(s, "ASK ", 4) == 0) {
+            return ngx_astralform_redis_moved_to(op, reply, 1);
+        }
+    }
+
+    if (!((len >= 8 && ngx_strncmp(s, "READONLY", 8) == 0)
+          || (len >= 7 && ngx_strncmp(s, "LOADING", 7) == 0)
+          || (len >= 10 && ngx_strncmp(s, "MASTERDOWN", 10) == 0)
+          || (len >= 11 && ngx_strncmp(s, "CLUSTERDOWN", 11) == 0)
+          || (len >= 8 && ngx_strncmp(s, "TRYAGAIN", 8) == 0)))
+    {
+        return NGX_DECLINED;
+    }
+
+    /* Redis did not run it: find the master again, then re-send */
+
+    ngx_log_error(NGX_LOG_WARN, ngx_astralform_rw.log, 0,
+                  "astralform: redis \"%V\" answered %s with \"%*s\", "
+                  "looking for the master again", &node->name, op->name,
+                  ngx_min(len, 128), s);
+
+    if (op->wait != NULL) {
+        op->wait->data = NULL;
+        op->wait = NULL;
+    }
+
+    if (mode == NGX_ASTRALFORM_REDIS_SENTINEL
+        && ngx_astralform_rw.master == node)
+    {
+        ngx_astralform_rw.master = NULL;
+        ngx_astralform_redis_node_close(node);
+    }
+
+    ngx_astralform_redis_park(op);
+    ngx_astralform_redis_discover();
+
+    return NGX_OK;
+}
+
+
+/* "MOVED 3999 127.0.0.1:6381" or "ASK 3999 127.0.0.1:6381" */
+static ngx_int_t
+ngx_astralform_redis_moved_to(ngx_astralform_redis_op_t *op,
+    redisReply *reply, ngx_uint_t ask)
+{
+    u_char                       *p, *last, *host, *colon;
+    ngx_int_t                     slot, port;
+    ngx_astralform_redis_node_t  *node;
+
+    p = (u_char *) reply->str + (ask ? 4 : 6);
+    last = (u_char *) reply->str + reply->len;
+
+    host = ngx_strlchr(p, last, ' ');
+    if (host == NULL) {
+        return NGX_DECLINED;
+    }
+
+    slot = ngx_atoi(p, host - p);
+    host++;
+
+    for (colon = last - 1; colon > host && *colon != ':'; colon--) {
+        /* void */
+    }
+
+    port = ngx_atoi(colon + 1, last - colon - 1);
+
+    if (slot == NGX_ERROR || slot >= NGX_ASTRALFORM_REDIS_SLOTS
+        || port == NGX_ERROR || port < 1 || port > 65535
+        || !ngx_astralform_redis_numeric(host, colon - host))
+    {
+        return NGX_DECLINED;
+    }
+
+    node = ngx_astralform_redis_node(host, colon - host, port,
+                                     NGX_ASTRALFORM_REDIS_DATA);
+    if (node == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_astralform_rw.log, 0,
+                   "astralform: redis slot %i %s to \"%V\"", slot,
+                   ask ? "asked" : "moved", &node->name);
+
+    if (op->wait != NULL) {
+        op->wait->data = NULL;
+        op->wait = NULL;
+    }
+
+    if (!ask) {
+        ngx_astralform_redis_moved(slot, node);
+    }
+
+    op->asking = ask;
+
+    if (ngx_astralform_redis_put(node, op) != NGX_OK) {
+        ngx_astralform_redis_deliver(op, NULL);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_astralform_redis_park(ngx_astralform_redis_op_t *op)
+{
+    op->node = NULL;
+    op->deadline = ngx_current_msec + ngx_astralform_rw.conf->timeout;
+    ngx_queue_insert_tail(&ngx_astralform_rw.pending, &op->queue);
+
+    if (!ngx_astralform_rw.pending_ev.timer_set) {
+        ngx_astralform_redis_arm_pending();
+    }
+}
+
+
+/* the topology knows more: the parked operations go where they belong */
+void
+ngx_astralform_redis_flush_pending(void)
+{
+    ngx_queue_t                     parked, *q;
+    ngx_astralform_redis_op_t      *op;
+    ngx_astralform_redis_node_t    *node;
+    ngx_astralform_redis_worker_t  *rw = &ngx_astralform_rw;
+
+    if (ngx_queue_empty(&rw->pending)) {
+        return;
+    }
+
+    ngx_queue_init(&parked);
+    ngx_queue_add(&parked, &rw->pending);
+    ngx_queue_init(&rw->pending);
+
+    while (!ngx_queue_empty(&parked)) {
+        q = ngx_queue_head(&parked);
+        ngx_queue_remove(q);
+        op = ngx_queue_data(q, ngx_astralform_redis_op_t, queue);
+
+        if (op->handler == NULL) {
+            ngx_astralform_redis_op_free(op);
+            continue;
+        }
+
+        node = ngx_astralform_redis_route(op->slot);
+
+        if (node == NULL) {
+            ngx_queue_insert_tail(&rw->pending, &op->queue);
+            continue;
+        }
+
+        if (ngx_astralform_redis_put(node, op) != NGX_OK) {
+            ngx_astralform_redis_deliver(op, NULL);
+        }
+    }
+
+    ngx_astralform_redis_arm_pending();
+}
+
+
+/* the final answer: to the caller (unless cancelled), then op is freed */
+static void
+ngx_astralform_redis_deliver(ngx_astralform_redis_op_t *op,
+    redisReply *reply)
+{
+    void                     *data;
+    ngx_astralform_redis_pt   handler;
 
     if (op->cln != NULL) {
         op->cln->handler = NULL;
     }
 
+    if (op->wait != NULL) {
+        op->wait->data = NULL;
+    }
+
     handler = op->handler;
     data = op->data;
-    ngx_free(op);
-
-    ngx_astralform_redis_arm();
 
     if (handler != NULL) {
-        handler(r, data);
+        handler(reply, data);
     }
+
+    ngx_astralform_redis_op_free(op);
 }
 
 
 static void
-ngx_astralform_redis_setup_reply(redisReply *reply, void *data)
+ngx_astralform_redis_wait_reply(redisReply *reply, void *data)
 {
-    const char  *cmd = data;
+    ngx_astralform_redis_op_t  *op = data;
 
+    if (op == NULL) {
+        return;                      /* its write was answered already */
+    }
+
+    op->wait = NULL;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER
+        || reply->integer < (long long) ngx_astralform_rw.conf->wait_replicas)
+    {
+        ngx_log_error(NGX_LOG_WARN, ngx_astralform_rw.log, 0,
+                      "astralform: redis \"%V\": %s written, but not on "
+                      "%ui replicas within %M ms (WAIT answered %L)",
+                      &op->node->name, op->name,
+                      ngx_astralform_rw.conf->wait_replicas,
+                      ngx_astralform_rw.conf->wait_timeout,
+                      (reply && reply->type == REDIS_REPLY_INTEGER)
+                      ? (int64_t) reply->integer : (int64_t) -1);
+    }
+
+    ngx_astralform_redis_deliver(op, op->held);
+}
+
+
+/* hiredis frees a reply after its callback: WAIT needs it for longer */
+static redisReply *
+ngx_astralform_redis_copy(redisReply *r)
+{
+    size_t       i;
+    redisReply  *c;
+
+    c = ngx_calloc(sizeof(redisReply), ngx_astralform_rw.log);
+    if (c == NULL) {
+        return NULL;
+    }
+
+    c->type = r->type;
+    c->integer = r->integer;
+
+    if (r->str != NULL) {
+        c->str = ngx_alloc(r->len + 1, ngx_astralform_rw.log);
+        if (c->str == NULL) {
+            freeReplyObject(c);
+            return NULL;
+        }
+
+        ngx_memcpy(c->str, r->str, r->len);
+        c->str[r->len] = '\0';
+        c->len = r->len;
+    }
+
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+        c->element = ngx_calloc(r->elements * sizeof(redisReply *),
+                                ngx_astralform_rw.log);
+        if (c->element == NULL) {
+            freeReplyObject(c);
+            return NULL;
+        }
+
+        c->elements = r->elements;
+
+        for (i = 0; i < r->elements; i++) {
+            c->element[i] = ngx_astralform_redis_copy(r->element[i]);
+            if (c->element[i] == NULL) {
+                freeReplyObject(c);
+                return NULL;
+            }
+        }
+    }
+
+    return c;
+}
+
+
+static void
+ngx_astralform_redis_auth_reply(redisReply *reply, void *data)
+{
+    ngx_astralform_redis_setup_reply(reply, data, "AUTH");
+}
+
+
+static void
+ngx_astralform_redis_select_reply(redisReply *reply, void *data)
+{
+    ngx_astralform_redis_setup_reply(reply, data, "SELECT");
+}
+
+
+static void
+ngx_astralform_redis_setup_reply(redisReply *reply,
+    ngx_astralform_redis_node_t *node, const char *cmd)
+{
     if (reply != NULL && reply->type != REDIS_REPLY_ERROR) {
         return;
     }
 
     ngx_log_error(NGX_LOG_ERR, ngx_astralform_rw.log, 0,
-                  "astralform: redis \"%V\" refused %s: %s",
-                  &ngx_astralform_rw.conf->addr, cmd,
-                  reply ? reply->str : "no reply");
+                  "astralform: redis \"%V\" refused %s: %s", &node->name,
+                  cmd, reply ? reply->str : "no reply");
 
-    if (reply != NULL && ngx_astralform_rw.ac != NULL) {
-        redisAsyncDisconnect(ngx_astralform_rw.ac);
-        ngx_astralform_redis_backoff();
+    if (reply != NULL) {
+        ngx_astralform_redis_node_close(node);
+        ngx_astralform_redis_backoff(node);
     }
 }
 
@@ -549,93 +1248,177 @@ ngx_astralform_redis_cancel(void *data)
 
 
 static void
-ngx_astralform_redis_arm(void)
+ngx_astralform_redis_arm(ngx_astralform_redis_node_t *node)
 {
-    ngx_msec_t                      deadline;
-    ngx_msec_int_t                  left;
-    ngx_astralform_redis_op_t      *op;
-    ngx_astralform_redis_worker_t  *rw = &ngx_astralform_rw;
+    ngx_msec_t                  deadline;
+    ngx_msec_int_t              left;
+    ngx_astralform_redis_op_t  *op;
 
-    if (rw->ac != NULL && !rw->connected) {
-        deadline = rw->connect_deadline;
+    if (node->ac != NULL && !node->connected) {
+        deadline = node->connect_deadline;
 
-    } else if (!ngx_queue_empty(&rw->inflight)) {
-        op = ngx_queue_data(ngx_queue_head(&rw->inflight),
+    } else if (!ngx_queue_empty(&node->inflight)) {
+        op = ngx_queue_data(ngx_queue_head(&node->inflight),
                             ngx_astralform_redis_op_t, queue);
         deadline = op->deadline;
 
     } else {
-        if (rw->watchdog.timer_set) {
-            ngx_del_timer(&rw->watchdog);
+        if (node->watchdog.timer_set) {
+            ngx_del_timer(&node->watchdog);
         }
         return;
     }
 
     /* commands in flight hold a graceful shutdown (reload, quit) */
-    rw->watchdog.cancelable = ngx_queue_empty(&rw->inflight) ? 1 : 0;
+    node->watchdog.cancelable = ngx_queue_empty(&node->inflight) ? 1 : 0;
 
     left = (ngx_msec_int_t) (deadline - ngx_current_msec);
-    ngx_add_timer(&rw->watchdog, left > 0 ? (ngx_msec_t) left : 1);
+    ngx_add_timer(&node->watchdog, left > 0 ? (ngx_msec_t) left : 1);
 }
 
 
 static void
 ngx_astralform_redis_watchdog(ngx_event_t *ev)
 {
-    ngx_astralform_redis_op_t      *op;
-    ngx_astralform_redis_worker_t  *rw = &ngx_astralform_rw;
+    ngx_connection_t             *c = ev->data;
+    ngx_astralform_redis_op_t    *op;
+    ngx_astralform_redis_node_t  *node = c->data;
 
-    if (rw->ac == NULL) {
+    if (node->ac == NULL) {
         return;
     }
 
-    if (!rw->connected) {
-        ngx_astralform_redis_drop("connect timed out");
+    if (!node->connected) {
+        ngx_astralform_redis_drop(node, "connect timed out");
         return;
     }
 
-    if (ngx_queue_empty(&rw->inflight)) {
+    if (ngx_queue_empty(&node->inflight)) {
         return;
     }
 
-    op = ngx_queue_data(ngx_queue_head(&rw->inflight),
+    op = ngx_queue_data(ngx_queue_head(&node->inflight),
                         ngx_astralform_redis_op_t, queue);
 
     if ((ngx_msec_int_t) (op->deadline - ngx_current_msec) > 0) {
-        ngx_astralform_redis_arm();
+        ngx_astralform_redis_arm(node);
         return;
     }
 
-    ngx_astralform_redis_drop("timed out");
-}
-
-
-/* fails every operation in flight with a NULL reply */
-static void
-ngx_astralform_redis_drop(const char *why)
-{
-    redisAsyncContext              *ac;
-    ngx_astralform_redis_worker_t  *rw = &ngx_astralform_rw;
-
-    ngx_log_error(NGX_LOG_ERR, rw->log, 0,
-                  "astralform: redis \"%V\" %s", &rw->conf->addr, why);
-
-    ac = rw->ac;
-    rw->ac = NULL;
-    rw->connected = 0;
-    ngx_astralform_redis_backoff();
-
-    redisAsyncFree(ac);
+    ngx_astralform_redis_drop(node, "timed out");
 }
 
 
 static void
-ngx_astralform_redis_backoff(void)
+ngx_astralform_redis_arm_pending(void)
 {
+    ngx_msec_int_t                  left;
+    ngx_astralform_redis_op_t      *op;
     ngx_astralform_redis_worker_t  *rw = &ngx_astralform_rw;
 
-    rw->retry_at = ngx_current_msec + rw->backoff;
-    rw->backoff = ngx_min(rw->backoff * 2, NGX_ASTRALFORM_REDIS_BACKOFF_MAX);
+    if (ngx_queue_empty(&rw->pending)) {
+        if (rw->pending_ev.timer_set) {
+            ngx_del_timer(&rw->pending_ev);
+        }
+        return;
+    }
+
+    op = ngx_queue_data(ngx_queue_head(&rw->pending),
+                        ngx_astralform_redis_op_t, queue);
+
+    rw->pending_ev.cancelable = 0;
+
+    left = (ngx_msec_int_t) (op->deadline - ngx_current_msec);
+    ngx_add_timer(&rw->pending_ev, left > 0 ? (ngx_msec_t) left : 1);
+}
+
+
+/* parked operations whose master was not found in time: NULL (503) */
+static void
+ngx_astralform_redis_pending_timer(ngx_event_t *ev)
+{
+    ngx_queue_t                    *q;
+    ngx_uint_t                      n;
+    ngx_astralform_redis_op_t      *op;
+    ngx_astralform_redis_worker_t  *rw = &ngx_astralform_rw;
+
+    n = 0;
+
+    while (!ngx_queue_empty(&rw->pending)) {
+        q = ngx_queue_head(&rw->pending);
+        op = ngx_queue_data(q, ngx_astralform_redis_op_t, queue);
+
+        if ((ngx_msec_int_t) (op->deadline - ngx_current_msec) > 0) {
+            break;
+        }
+
+        ngx_queue_remove(q);
+        n += (op->handler != NULL);
+        ngx_astralform_redis_deliver(op, NULL);
+    }
+
+    if (n) {
+        ngx_log_error(NGX_LOG_ERR, rw->log, 0,
+                      "astralform: redis \"%V\": no master found within "
+                      "%M ms, %ui commands failed", &rw->conf->addr,
+                      rw->conf->timeout, n);
+    }
+
+    ngx_astralform_redis_arm_pending();
+}
+
+
+/* fails every operation in flight on node with a NULL reply */
+static void
+ngx_astralform_redis_drop(ngx_astralform_redis_node_t *node,
+    const char *why)
+{
+    redisAsyncContext  *ac;
+
+    ngx_log_error(NGX_LOG_ERR, ngx_astralform_rw.log, 0,
+                  "astralform: redis \"%V\" %s", &node->name, why);
+
+    ac = node->ac;
+    ngx_astralform_redis_backoff(node);
+
+    if (ac != NULL) {
+        redisAsyncFree(ac);
+    }
+}
+
+
+static void
+ngx_astralform_redis_backoff(ngx_astralform_redis_node_t *node)
+{
+    node->retry_at = ngx_current_msec + node->backoff;
+    node->backoff = ngx_min(node->backoff * 2,
+                            NGX_ASTRALFORM_REDIS_BACKOFF_MAX);
+}
+
+
+static ngx_uint_t
+ngx_astralform_redis_is_write(ngx_str_t *name)
+{
+    ngx_str_t  *r;
+
+    for (r = ngx_astralform_redis_reads; r->len; r++) {
+        if (r->len == name->len
+            && ngx_strncasecmp(r->data, name->data, name->len) == 0)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+const char *
+ngx_astralform_redis_mode_name(void)
+{
+    static const char  *names[] = { "single", "sentinel", "cluster" };
+
+    return names[ngx_astralform_rw.conf ? ngx_astralform_rw.conf->mode : 0];
 }
 
 
@@ -643,54 +1426,63 @@ char *
 ngx_astralform_redis_parse(ngx_conf_t *cf, ngx_astralform_redis_conf_t *conf,
     ngx_str_t *value, ngx_uint_t n)
 {
-    u_char     *p;
-    ssize_t     size;
-    ngx_str_t   v, path;
-    ngx_url_t   u;
+    ngx_str_t   v;
+    ngx_int_t   k;
     ngx_uint_t  i;
-    ngx_file_t  file;
-    u_char      buf[512];
 
     conf->addr = value[0];
 
-    if (ngx_strncmp(value[0].data, "unix:", 5) == 0) {
-        conf->unix_path.data = value[0].data + 5;
-        conf->unix_path.len = value[0].len - 5;
-
-        if (conf->unix_path.len == 0) {
-            return "has an empty unix socket path";
-        }
-
-    } else {
-        ngx_memzero(&u, sizeof(ngx_url_t));
-        u.url = value[0];
-        u.default_port = 6379;
-
-        /* resolved here, once, so no request ever waits for DNS */
-        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"astralform_redis\" has a bad address "
-                               "\"%V\": %s", &value[0],
-                               u.err ? u.err : "host not found");
-            return NGX_CONF_ERROR;
-        }
-
-        conf->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN);
-        if (conf->host.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-        conf->host.len = ngx_sock_ntop(u.addrs[0].sockaddr,
-                                       u.addrs[0].socklen, conf->host.data,
-                                       NGX_SOCKADDR_STRLEN, 0);
-        conf->port = u.port;
-    }
-
-    for (i = 1; i < n; i++) {
+    for (i = 0; i < n; i++) {
         v = value[i];
 
-        if (ngx_strncmp(v.data, "db=", 3) == 0) {
+        if (ngx_strncmp(v.data, "sentinel=", 9) == 0
+            || ngx_strncmp(v.data, "cluster=", 8) == 0)
+        {
+            if (conf->seeds != NULL) {
+                goto invalid;
+            }
+
+            k = (v.data[0] == 's') ? 9 : 8;
+            conf->mode = (k == 9) ? NGX_ASTRALFORM_REDIS_SENTINEL
+                                  : NGX_ASTRALFORM_REDIS_CLUSTER;
+            v.data += k;
+            v.len -= k;
+
+            if (ngx_astralform_redis_addrs(cf, conf, &v,
+                                           (k == 9) ? 26379 : 6379)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (ngx_strncmp(v.data, "master=", 7) == 0) {
+            conf->master_name.data = v.data + 7;
+            conf->master_name.len = v.len - 7;
+
+            if (conf->master_name.len == 0) {
+                goto invalid;
+            }
+
+        } else if (ngx_strncmp(v.data, "db=", 3) == 0) {
             conf->db = ngx_atoi(v.data + 3, v.len - 3);
             if (conf->db == NGX_ERROR) {
+                goto invalid;
+            }
+
+        } else if (ngx_strncmp(v.data, "wait_replicas=", 14) == 0) {
+            k = ngx_atoi(v.data + 14, v.len - 14);
+            if (k == NGX_ERROR) {
+                goto invalid;
+            }
+            conf->wait_replicas = k;
+
+        } else if (ngx_strncmp(v.data, "wait_timeout=", 13) == 0) {
+            v.data += 13;
+            v.len -= 13;
+            conf->wait_timeout = ngx_parse_time(&v, 0);
+            if (conf->wait_timeout == (ngx_msec_t) NGX_ERROR
+                || conf->wait_timeout == 0)
+            {
                 goto invalid;
             }
 
@@ -711,51 +1503,67 @@ ngx_astralform_redis_parse(ngx_conf_t *cf, ngx_astralform_redis_conf_t *conf,
             }
 
         } else if (ngx_strncmp(v.data, "password_file=", 14) == 0) {
-            path.data = v.data + 14;
-            path.len = v.len - 14;
+            v.data += 14;
+            v.len -= 14;
 
-            if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+            if (ngx_astralform_redis_secret_file(cf, "password_file", &v,
+                                                 &conf->password)
+                != NGX_OK)
+            {
                 return NGX_CONF_ERROR;
             }
 
-            ngx_memzero(&file, sizeof(ngx_file_t));
-            file.name = path;
-            file.log = cf->log;
-            file.fd = ngx_open_file(path.data, NGX_FILE_RDONLY,
-                                    NGX_FILE_OPEN, 0);
-            if (file.fd == NGX_INVALID_FILE) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                                   "\"astralform_redis\" cannot read "
-                                   "password_file \"%V\"", &path);
+        } else if (ngx_strncmp(v.data, "sentinel_password_file=", 23) == 0) {
+            v.data += 23;
+            v.len -= 23;
+
+            if (ngx_astralform_redis_secret_file(cf,
+                                                 "sentinel_password_file", &v,
+                                                 &conf->sentinel_password)
+                != NGX_OK)
+            {
                 return NGX_CONF_ERROR;
             }
 
-            size = ngx_read_file(&file, buf, sizeof(buf) - 1, 0);
-            ngx_close_file(file.fd);
+        } else if (i == 0) {
+            if (v.len == 5 && ngx_strncmp(v.data, "unix:", 5) == 0) {
+                return "has an empty unix socket path";
+            }
 
-            if (size <= 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "\"astralform_redis\" password_file "
-                                   "\"%V\" is empty", &path);
+            if (ngx_astralform_redis_single(cf, conf, &v) != NGX_OK) {
                 return NGX_CONF_ERROR;
             }
-
-            p = buf + size;
-            while (p > buf && (p[-1] == '\n' || p[-1] == '\r')) {
-                p--;
-            }
-
-            conf->password.len = p - buf;
-            conf->password.data = ngx_pnalloc(cf->pool, conf->password.len);
-            if (conf->password.data == NULL) {
-                return NGX_CONF_ERROR;
-            }
-            ngx_memcpy(conf->password.data, buf, conf->password.len);
-            ngx_explicit_memzero(buf, sizeof(buf));
 
         } else {
             goto invalid;
         }
+    }
+
+    if (conf->mode == NGX_ASTRALFORM_REDIS_SENTINEL
+        && conf->master_name.len == 0)
+    {
+        return "needs \"master=\" with \"sentinel=\"";
+    }
+
+    if (conf->mode != NGX_ASTRALFORM_REDIS_SENTINEL
+        && (conf->master_name.len || conf->sentinel_password.len))
+    {
+        return "takes \"master=\" and \"sentinel_password_file=\" only "
+               "with \"sentinel=\"";
+    }
+
+    if (conf->mode == NGX_ASTRALFORM_REDIS_CLUSTER && conf->db) {
+        return "cannot select a \"db=\" in a cluster (only db 0 exists)";
+    }
+
+    if (conf->mode != NGX_ASTRALFORM_REDIS_SINGLE
+        && (conf->host.len || conf->unix_path.len))
+    {
+        return "takes either an address or \"sentinel=\" or \"cluster=\"";
+    }
+
+    if (conf->wait_replicas && conf->wait_timeout == 0) {
+        conf->wait_timeout = 100;
     }
 
     return NGX_CONF_OK;
@@ -766,4 +1574,172 @@ invalid:
                        "\"astralform_redis\" has an invalid parameter \"%V\"",
                        &value[i]);
     return NGX_CONF_ERROR;
+}
+
+
+/* the one Redis: "unix:/path" or host[:port] */
+static ngx_int_t
+ngx_astralform_redis_single(ngx_conf_t *cf,
+    ngx_astralform_redis_conf_t *conf, ngx_str_t *value)
+{
+    ngx_astralform_redis_addr_t  addr;
+
+    if (ngx_strncmp(value->data, "unix:", 5) == 0) {
+        conf->unix_path.data = value->data + 5;
+        conf->unix_path.len = value->len - 5;
+        return NGX_OK;
+    }
+
+    if (ngx_astralform_redis_addr(cf, value, 6379, &addr) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    conf->host = addr.host;
+    conf->port = addr.port;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_astralform_redis_addr(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_int_t default_port, ngx_astralform_redis_addr_t *addr)
+{
+    ngx_url_t  u;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.url = *value;
+    u.default_port = default_port;
+
+    /* resolved here, once, so no request ever waits for DNS */
+    if (value->len == 0 || ngx_parse_url(cf->pool, &u) != NGX_OK
+        || u.naddrs == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"astralform_redis\" has a bad address "
+                           "\"%V\": %s", value,
+                           u.err ? u.err : "host not found");
+        return NGX_ERROR;
+    }
+
+    addr->name = *value;
+
+    addr->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN);
+    if (addr->host.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    addr->host.len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
+                                   addr->host.data, NGX_SOCKADDR_STRLEN, 0);
+    addr->port = u.port;
+
+    return NGX_OK;
+}
+
+
+/* "h:p,h:p": the sentinels or the cluster's seed nodes */
+static ngx_int_t
+ngx_astralform_redis_addrs(ngx_conf_t *cf, ngx_astralform_redis_conf_t *conf,
+    ngx_str_t *list, ngx_int_t default_port)
+{
+    u_char                       *p, *last, *comma;
+    ngx_str_t                     one;
+    ngx_astralform_redis_addr_t  *addr;
+
+    conf->seeds = ngx_array_create(cf->pool, 4,
+                                   sizeof(ngx_astralform_redis_addr_t));
+    if (conf->seeds == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = list->data;
+    last = list->data + list->len;
+
+    while (p < last) {
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+
+        one.data = p;
+        one.len = comma - p;
+
+        addr = ngx_array_push(conf->seeds);
+        if (addr == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_astralform_redis_addr(cf, &one, default_port, addr)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        p = comma + 1;
+    }
+
+    if (conf->seeds->nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"astralform_redis\" has an empty address list");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_astralform_redis_secret_file(ngx_conf_t *cf, char *what,
+    ngx_str_t *value, ngx_str_t *out)
+{
+    u_char      *p;
+    ssize_t      size;
+    ngx_str_t    path;
+    ngx_file_t   file;
+    u_char       buf[512];
+
+    path = *value;
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = path;
+    file.log = cf->log;
+    file.fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"astralform_redis\" cannot read %s \"%V\"",
+                           what, &path);
+        return NGX_ERROR;
+    }
+
+    size = ngx_read_file(&file, buf, sizeof(buf) - 1, 0);
+    ngx_close_file(file.fd);
+
+    p = buf + (size > 0 ? size : 0);
+    while (p > buf && (p[-1] == '\n' || p[-1] == '\r')) {
+        p--;
+    }
+
+    if (p == buf) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"astralform_redis\" %s \"%V\" is empty",
+                           what, &path);
+        return NGX_ERROR;
+    }
+
+    out->len = p - buf;
+    out->data = ngx_pnalloc(cf->pool, out->len);
+    if (out->data == NULL) {
+        ngx_explicit_memzero(buf, sizeof(buf));
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->data, buf, out->len);
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    return NGX_OK;
 }

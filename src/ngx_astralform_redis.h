@@ -1,6 +1,22 @@
 /*
- * Redis on the worker's event loop: one pipelined hiredis async connection
- * per worker, its socket driven by nginx events, timeouts by nginx timers.
+ * Redis on the worker's event loop: pipelined hiredis async connections,
+ * their sockets driven by nginx events, timeouts by nginx timers; one
+ * Redis, a Sentinel-managed master, or a Cluster, the callers need not know
+ * which.
+ *
+ * THE ONE RULE for a command sent through ngx_astralform_redis_send(): its
+ * key is where Redis's command table puts the first key, so the routing
+ * layer can see it without knowing the command:
+ *
+ *   - argv[1] for every command that has a key (GET, HSET, DEL, ...);
+ *   - argv[3], the first of KEYS, for EVAL, EVALSHA, EVAL_RO, EVALSHA_RO,
+ *     FCALL, FCALL_RO (argv[2] is numkeys, at least 1);
+ *   - no key at all only for PING, ROLE, ECHO, TIME, INFO (any master).
+ *
+ * Every other key the command or script touches (further KEYS, never keys
+ * built inside a script) carries the same {PID} hash tag as that first
+ * key: in a Cluster a command runs on the master of its key's slot, and
+ * must not span slots.
  */
 
 #ifndef _NGX_ASTRALFORM_REDIS_H_INCLUDED_
@@ -12,6 +28,18 @@
 #include <hiredis/hiredis.h>
 
 
+#define NGX_ASTRALFORM_REDIS_SINGLE    0
+#define NGX_ASTRALFORM_REDIS_SENTINEL  1
+#define NGX_ASTRALFORM_REDIS_CLUSTER   2
+
+
+typedef struct {
+    ngx_str_t                 name;          /* as configured, for logs */
+    ngx_str_t                 host;          /* numeric, resolved at conf */
+    ngx_int_t                 port;
+} ngx_astralform_redis_addr_t;
+
+
 typedef struct {
     ngx_str_t                 addr;          /* as configured, for logs */
     ngx_str_t                 host;          /* numeric, resolved at conf */
@@ -21,6 +49,13 @@ typedef struct {
     ngx_str_t                 password;
     ngx_msec_t                connect_timeout;
     ngx_msec_t                timeout;
+
+    ngx_uint_t                mode;
+    ngx_array_t              *seeds;         /* sentinels or cluster nodes */
+    ngx_str_t                 master_name;   /* sentinel */
+    ngx_str_t                 sentinel_password;
+    ngx_uint_t                wait_replicas;
+    ngx_msec_t                wait_timeout;
 } ngx_astralform_redis_conf_t;
 
 
@@ -39,7 +74,14 @@ ngx_astralform_redis_op_t *ngx_astralform_redis_send(ngx_pool_t *pool,
     ngx_uint_t argc, ngx_str_t *argv);
 ngx_uint_t ngx_astralform_redis_is_up(void);
 
-/* value[0] is the address, value[1..n-1] the key=value parameters */
+/* for /v1/health: "single", "sentinel" or "cluster" */
+const char *ngx_astralform_redis_mode_name(void);
+/* the writable masters known now ("ip:port"), at most max of them */
+ngx_uint_t ngx_astralform_redis_masters(ngx_str_t *out, ngx_uint_t max);
+/* cluster: every slot has a master; otherwise: a master is known */
+ngx_uint_t ngx_astralform_redis_complete(void);
+
+/* value[0..n-1]: the address or sentinel=/cluster=, then key=value */
 char *ngx_astralform_redis_parse(ngx_conf_t *cf,
     ngx_astralform_redis_conf_t *conf, ngx_str_t *value, ngx_uint_t n);
 ngx_int_t ngx_astralform_redis_init_process(ngx_cycle_t *cycle,

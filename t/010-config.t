@@ -220,8 +220,7 @@ __DATA__
     }
 --- request
 GET /v1/health
---- response_body
-{"status":"ok","redis":"up"}
+--- response_body_like: ^\{"status":"ok","redis":"up","mode":"single","master":"127\.0\.0\.1:\d+"\}$
 --- no_error_log
 [error]
 [emerg]
@@ -822,8 +821,7 @@ qq{cannot read secret file "$::F/no-such.secret"}
     }
 --- request
 GET /v1/health
---- response_body
-{"status":"ok","redis":"up"}
+--- response_body_like: ^\{"status":"ok","redis":"up","mode":"single","master":"127\.0\.0\.1:\d+"\}$
 --- no_error_log
 [error]
 
