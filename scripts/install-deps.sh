@@ -3,7 +3,7 @@
 # Only missing packages are installed, so a second run costs nothing.
 set -euo pipefail
 pkgs=(nginx nginx-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev
-      libssl-dev redis-server wrk make gcc perl
+      libssl-dev redis-server redis-sentinel wrk make gcc perl
       libtest-base-perl libtext-diff-perl libtest-longstring-perl
       liblist-moreutils-perl libhttp-message-perl liburi-perl libwww-perl
       libjson-pp-perl libcryptx-perl curl)

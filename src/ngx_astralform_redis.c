@@ -1125,10 +1125,17 @@ ngx_astralform_redis_deliver(ngx_astralform_redis_op_t *op,
 }
 
 
+/*
+ * Fewer replicas than asked for: the write is on the master only, and a
+ * failover now would lose it. It is answered as failed (NULL, 503), so no
+ * caller reports as stored what may vanish; the caller's retry rewrites it.
+ */
 static void
 ngx_astralform_redis_wait_reply(redisReply *reply, void *data)
 {
     ngx_astralform_redis_op_t  *op = data;
+
+    ngx_astralform_redis_conf_t  *conf = ngx_astralform_rw.conf;
 
     if (op == NULL) {
         return;                      /* its write was answered already */
@@ -1136,20 +1143,22 @@ ngx_astralform_redis_wait_reply(redisReply *reply, void *data)
 
     op->wait = NULL;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER
-        || reply->integer < (long long) ngx_astralform_rw.conf->wait_replicas)
+    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER
+        && reply->integer >= (long long) conf->wait_replicas)
     {
-        ngx_log_error(NGX_LOG_WARN, ngx_astralform_rw.log, 0,
-                      "astralform: redis \"%V\": %s written, but not on "
-                      "%ui replicas within %M ms (WAIT answered %L)",
-                      &op->node->name, op->name,
-                      ngx_astralform_rw.conf->wait_replicas,
-                      ngx_astralform_rw.conf->wait_timeout,
-                      (reply && reply->type == REDIS_REPLY_INTEGER)
-                      ? (int64_t) reply->integer : (int64_t) -1);
+        ngx_astralform_redis_deliver(op, op->held);
+        return;
     }
 
-    ngx_astralform_redis_deliver(op, op->held);
+    ngx_log_error(NGX_LOG_WARN, ngx_astralform_rw.log, 0,
+                  "astralform: redis \"%V\": %s reached %L of %ui replicas "
+                  "within %M ms, answered as failed", &op->node->name,
+                  op->name,
+                  (reply && reply->type == REDIS_REPLY_INTEGER)
+                  ? (int64_t) reply->integer : (int64_t) 0,
+                  conf->wait_replicas, conf->wait_timeout);
+
+    ngx_astralform_redis_deliver(op, NULL);
 }
 
 

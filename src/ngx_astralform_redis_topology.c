@@ -464,12 +464,16 @@ ngx_astralform_redis_role_reply(redisReply *reply, void *data)
     if (role == NULL || role->type != REDIS_REPLY_STRING
         || role->len != 6 || ngx_strncmp(role->str, "master", 6) != 0)
     {
-        ngx_log_error(NGX_LOG_WARN, rw->log, 0,
-                      "astralform: redis \"%V\" named by the sentinels is "
-                      "not a master (%s)", &node->name,
-                      role && role->type == REDIS_REPLY_STRING ? role->str
-                      : reply && reply->type == REDIS_REPLY_ERROR
-                      ? reply->str : "no answer to ROLE");
+        /* no reply: why (refused, timed out) is logged already */
+        if (reply != NULL) {
+            ngx_log_error(NGX_LOG_WARN, rw->log, 0,
+                          "astralform: redis \"%V\" named by the sentinels "
+                          "is not a master (%s)", &node->name,
+                          role && role->type == REDIS_REPLY_STRING
+                          ? role->str : reply->type == REDIS_REPLY_ERROR
+                          ? reply->str : "no role");
+        }
+
         ngx_astralform_redis_discover_failed("no master confirmed");
         return;
     }

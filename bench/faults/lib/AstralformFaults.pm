@@ -308,6 +308,9 @@ sub conf {
     my $rt = $o{redis_timeout} || '300ms';
     my $ht = $o{http_timeout} || '1s';
     my $extra = $o{extra_http} // "";
+    # another deployment (sentinel=, cluster=) in place of the one Redis
+    my $redis = $o{redis}
+        // "127.0.0.1:$s->{redis_port} connect_timeout=$rt timeout=$rt";
     my $user = $> == 0 ? "user root;\n" : '';
     my $access = $o{access_log} // 1
         ? "access_log $d/logs/access.log audit;" : 'access_log off;';
@@ -341,7 +344,7 @@ http {
     $access
     keepalive_requests 1000000;
 
-    astralform_redis        127.0.0.1:$s->{redis_port} connect_timeout=$rt timeout=$rt;
+    astralform_redis        $redis;
     astralform_redis_prefix faults:;
     astralform_key          kf $d/keys/seal.key;
     astralform_public_url   http://127.0.0.1:$s->{port};
