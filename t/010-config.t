@@ -908,3 +908,39 @@ GET /v1/health
 --- must_die
 --- error_log
 "astralform_api" directive is duplicate
+
+
+
+=== TEST 61: astralform_redis: sentinel= needs master=
+--- http_config
+    astralform_redis sentinel=127.0.0.1:26379;
+--- must_die
+--- error_log
+"astralform_redis" directive needs "master=" with "sentinel="
+
+
+
+=== TEST 62: astralform_redis: no db= in a cluster
+--- http_config
+    astralform_redis cluster=127.0.0.1:7000 db=2;
+--- must_die
+--- error_log
+"astralform_redis" directive cannot select a "db=" in a cluster (only db 0 exists)
+
+
+
+=== TEST 63: astralform_redis: an address and sentinel= at once
+--- http_config
+    astralform_redis 127.0.0.1:6379 sentinel=127.0.0.1:26379 master=m;
+--- must_die
+--- error_log
+"astralform_redis" directive takes either an address or "sentinel=" or "cluster="
+
+
+
+=== TEST 64: astralform_redis: a bad sentinel address
+--- http_config
+    astralform_redis sentinel=127.0.0.1:26379,:x master=m;
+--- must_die
+--- error_log
+"astralform_redis" has a bad address ":x"
