@@ -177,10 +177,6 @@ ngx_int_t ngx_astralform_aad(ngx_pool_t *pool, ngx_str_t *out,
     ngx_str_t *project, ngx_str_t *connector, const char *what,
     ngx_str_t *user);
 
-/* provider-side revocation of deleted tokens, after the answer */
-void ngx_astralform_revoke_tokens(ngx_astralform_ctx_t *ctx,
-    ngx_astralform_connector_t *conn, redisReply *tokens);
-
 /* handlers, one file per concern */
 ngx_int_t ngx_astralform_connectors_handler(ngx_astralform_ctx_t *ctx);
 ngx_int_t ngx_astralform_agents_handler(ngx_astralform_ctx_t *ctx);

@@ -5,6 +5,7 @@
 
 
 #include "ngx_astralform.h"
+#include "ngx_astralform_revocations.h"
 
 
 #define NGX_ASTRALFORM_MIN_API_KEY  16
@@ -408,7 +409,11 @@ ngx_astralform_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_astralform_redis_init_process(cycle, &amcf->redis);
+    if (ngx_astralform_redis_init_process(cycle, &amcf->redis) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_astralform_revocations_init_process(cycle);
 }
 
 

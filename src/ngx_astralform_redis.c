@@ -26,7 +26,7 @@
 
 #define NGX_ASTRALFORM_REDIS_BACKOFF_MIN  50
 #define NGX_ASTRALFORM_REDIS_BACKOFF_MAX  1000
-#define NGX_ASTRALFORM_REDIS_MAX_ARGS     32
+#define NGX_ASTRALFORM_REDIS_MAX_ARGS     512
 
 
 struct ngx_astralform_redis_op_s {
