@@ -98,6 +98,8 @@ static void ngx_astralform_drain_settle(ngx_astralform_drain_t *d);
 static void ngx_astralform_drain_settled(redisReply *reply, void *data);
 static void ngx_astralform_drain_passed(redisReply *reply, void *data);
 static void ngx_astralform_drain_renew(ngx_event_t *ev);
+static void ngx_astralform_drain_hand_back(ngx_astralform_drain_t *d);
+static void ngx_astralform_drain_handed(redisReply *reply, void *data);
 static void ngx_astralform_drain_release(ngx_astralform_drain_t *d);
 static void ngx_astralform_drain_wipe(ngx_astralform_drain_t *d);
 static void ngx_astralform_revocations_ignore(redisReply *reply, void *data);
@@ -401,7 +403,11 @@ ngx_astralform_revocations_claimed(redisReply *reply, void *data)
     d->renew.handler = ngx_astralform_drain_renew;
     d->renew.data = &d->dummy;
     d->renew.log = d->pool->log;
-    d->renew.cancelable = 1;
+
+    /*
+     * Not cancelable: a worker that is shutting down finishes the chunk in
+     * hand and hands the batch back, rather than leave it to the lease.
+     */
     ngx_add_timer(&d->renew, NGX_ASTRALFORM_REVOKE_RENEW);
 
     ngx_str_set(&d->cursor, "0");
@@ -759,6 +765,11 @@ ngx_astralform_drain_settled(redisReply *reply, void *data)
     d->chunk = NULL;
     d->jobs = NULL;
 
+    if (ngx_exiting) {
+        ngx_astralform_drain_hand_back(d);
+        return;
+    }
+
     if (d->cursor.len != 1 || d->cursor.data[0] != '0') {
         ngx_astralform_drain_scan(d);
         return;
@@ -824,6 +835,36 @@ ngx_astralform_drain_renew(ngx_event_t *ev)
                                      argv);
 
     ngx_add_timer(&d->renew, NGX_ASTRALFORM_REVOKE_RENEW);
+}
+
+
+/* the worker is leaving: the batch is due again at once, for another */
+static void
+ngx_astralform_drain_hand_back(ngx_astralform_drain_t *d)
+{
+    ngx_str_t  argv[6];
+
+    ngx_str_set(&argv[0], "EVAL");
+    argv[1].data = (u_char *) ngx_astralform_lease_lua;
+    argv[1].len = sizeof(ngx_astralform_lease_lua) - 1;
+    ngx_str_set(&argv[2], "1");
+    argv[3] = d->batches;
+    ngx_str_set(&argv[4], "0");
+    argv[5] = d->id;
+
+    if (ngx_astralform_redis_send(d->pool, d->pool->log,
+                                  ngx_astralform_drain_handed, d, 6, argv)
+        == NULL)
+    {
+        ngx_astralform_drain_release(d);
+    }
+}
+
+
+static void
+ngx_astralform_drain_handed(redisReply *reply, void *data)
+{
+    ngx_astralform_drain_release(data);
 }
 
 
