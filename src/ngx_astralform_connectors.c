@@ -387,6 +387,10 @@ ngx_astralform_connectors_disabled(redisReply *reply, void *data)
         ngx_astralform_revocations_kick();
     }
 
+    if (conn->def->type == NGX_ASTRALFORM_REMOTE_MCP) {
+        ngx_astralform_mcp_close_sessions(ctx, conn);
+    }
+
     ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
                   "astralform: project \"%V\" disabled connector \"%V\", "
                   "%L end-user tokens deleted, %L revocations pending",
