@@ -4,6 +4,7 @@
 
 
 #include "fuzz_gateway.h"
+#include "ngx_astralform_revocations.h"
 
 
 #define FZ_MAX_REQS  4
@@ -932,6 +933,15 @@ ngx_astralform_redis_send(ngx_pool_t *pool, ngx_log_t *log,
         return NULL;
     }
 
+    if (pool == NULL) {
+        /* fire and forget: no reply is ever delivered, the bytes checked */
+        for (i = 0; i < argc; i++) {
+            fz_check_secret("a Redis command", argv[i].data, argv[i].len);
+        }
+
+        return (ngx_astralform_redis_op_t *) &fz_world;
+    }
+
     op = ngx_pcalloc(pool, sizeof(ngx_astralform_redis_op_t));
     cln = ngx_pool_cleanup_add(pool, 0);
     if (op == NULL || cln == NULL) {
@@ -1829,27 +1839,28 @@ fz_refresh_run(fz_event_t *ev)
 }
 
 
-/* after the answer, in the real module: here it only reads the reply */
-void
-ngx_astralform_revoke_tokens(ngx_astralform_ctx_t *ctx,
-    ngx_astralform_connector_t *conn, redisReply *tokens)
+/* the durable revocation queue: its script arguments, nothing drained */
+ngx_int_t
+ngx_astralform_spool_init(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn, ngx_astralform_spool_t *spool)
 {
-    size_t  i, sum;
-
-    if (tokens == NULL || tokens->type != REDIS_REPLY_ARRAY) {
-        fz_fail("revoke_tokens without an array");
+    if (conn->def == NULL) {
+        fz_fail("a spool without a catalog connector");
     }
 
-    sum = conn->id.len;
+    ngx_str_set(&spool->id, "fuzz-batch");
+    ngx_str_set(&spool->tokens, "fuzz:{p}:revoke_tokens:fuzz-batch");
+    ngx_str_set(&spool->batch, "fuzz:{p}:revoke_batch:fuzz-batch");
+    ngx_str_set(&spool->batches, "fuzz:{p}:revoke_batches");
+    ngx_str_set(&spool->counters, "fuzz:{p}:revocations");
+    ngx_str_set(&spool->meta, "{}");
+    ngx_str_set(&spool->revocable, "1");
 
-    for (i = 0; i < tokens->elements; i++) {
-        if (tokens->element[i]->type == REDIS_REPLY_STRING) {
-            sum += tokens->element[i]->len;
-            if (tokens->element[i]->len) {
-                sum += (u_char) tokens->element[i]->str[0];
-            }
-        }
-    }
+    return NGX_OK;
+}
 
-    (void) sum;
+
+void
+ngx_astralform_revocations_kick(void)
+{
 }

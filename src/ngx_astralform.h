@@ -63,6 +63,7 @@ typedef struct {
     ngx_msec_t                    state_ttl;
     ngx_msec_t                    refresh_skew;
     ngx_msec_t                    revoke_timeout;
+    ngx_msec_t                    refresh_timeout;
     ngx_flag_t                    enabled;         /* any astralform_api */
     void                         *conf_ctx;        /* parsing state */
 } ngx_astralform_main_conf_t;
@@ -163,13 +164,18 @@ json_t *ngx_astralform_connector_tools(ngx_astralform_ctx_t *ctx,
 void ngx_astralform_connector_reseal(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn);
 ngx_uint_t ngx_astralform_valid_identity(ngx_str_t *id);
+/* work that outlives its request: a pool of its own, the same steps */
+ngx_astralform_ctx_t *ngx_astralform_ctx_detached(ngx_pool_t *pool,
+    ngx_astralform_main_conf_t *amcf, ngx_astralform_project_t *project);
+ngx_astralform_project_t *ngx_astralform_project_find(
+    ngx_astralform_main_conf_t *amcf, ngx_str_t *id);
+ngx_int_t ngx_astralform_connector_copy(ngx_pool_t *pool,
+    ngx_astralform_connector_t *dst, ngx_astralform_connector_t *src);
+ngx_int_t ngx_astralform_str_copy(ngx_pool_t *pool, ngx_str_t *dst,
+    ngx_str_t *src);
 ngx_int_t ngx_astralform_aad(ngx_pool_t *pool, ngx_str_t *out,
     ngx_str_t *project, ngx_str_t *connector, const char *what,
     ngx_str_t *user);
-
-/* provider-side revocation of deleted tokens, after the answer */
-void ngx_astralform_revoke_tokens(ngx_astralform_ctx_t *ctx,
-    ngx_astralform_connector_t *conn, redisReply *tokens);
 
 /* handlers, one file per concern */
 ngx_int_t ngx_astralform_connectors_handler(ngx_astralform_ctx_t *ctx);

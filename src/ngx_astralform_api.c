@@ -10,6 +10,7 @@
 
 
 #include "ngx_astralform.h"
+#include "ngx_astralform_revocations.h"
 
 
 #define NGX_ASTRALFORM_MAX_IDENTITY  128
@@ -96,6 +97,10 @@ static ngx_astralform_route_t  ngx_astralform_routes[] = {
       { "v1", "projects", "*", "users", "*", "connections", "*",
         "authorize", NULL },
       NGX_ASTRALFORM_AUTH_PROJECT, ngx_astralform_connections_handler },
+
+    { NGX_HTTP_GET,
+      { "v1", "projects", "*", "connectors", "*", "revocations", NULL },
+      NGX_ASTRALFORM_AUTH_PROJECT, ngx_astralform_revocations_handler },
 
     { 0, { NULL }, 0, NULL }
 };

@@ -10,6 +10,7 @@
 
 #include "ngx_astralform.h"
 #include "ngx_astralform_oauth.h"
+#include "ngx_astralform_revocations.h"
 
 
 #define NGX_ASTRALFORM_MAX_USER     128
@@ -44,12 +45,19 @@ static void ngx_astralform_connections_deleted(redisReply *reply,
 static ngx_int_t ngx_astralform_connections_user(ngx_astralform_ctx_t *ctx);
 
 
-/* HGET and HDEL in one step, answered as HGETALL would: {user, record} */
+/*
+ * HGET and HDEL in one step; the record moves to a revocation batch when
+ * the provider can revoke it. Answers {removed, pending}.
+ */
 static const char  ngx_astralform_take_lua[] =
     "local v = redis.call('HGET', KEYS[1], ARGV[1]) "
-    "if not v then return {} end "
+    "if not v then return {0, 0} end "
     "redis.call('HDEL', KEYS[1], ARGV[1]) "
-    "return {ARGV[1], v}";
+    "if ARGV[4] ~= '1' then return {1, 0} end "
+    "redis.call('HSET', KEYS[2], ARGV[1], v) "
+    "local bid, meta, moved = ARGV[2], ARGV[3], 1 "
+    NGX_ASTRALFORM_SPOOL_LUA(2)
+    "return {1, 1}";
 
 
 ngx_int_t
@@ -518,22 +526,33 @@ static void
 ngx_astralform_connections_delete(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn)
 {
-    ngx_str_t  argv[5];
+    ngx_str_t               argv[12];
+    ngx_astralform_spool_t  spool;
 
     ctx->data = conn;
 
     ngx_str_set(&argv[0], "EVAL");
     argv[1].data = (u_char *) ngx_astralform_take_lua;
     argv[1].len = sizeof(ngx_astralform_take_lua) - 1;
-    ngx_str_set(&argv[2], "1");
-    argv[4] = ctx->user;
+    ngx_str_set(&argv[2], "5");
 
-    if (ngx_astralform_key(ctx, &argv[3], "tokens", &conn->id) != NGX_OK) {
+    if (ngx_astralform_key(ctx, &argv[3], "tokens", &conn->id) != NGX_OK
+        || ngx_astralform_spool_init(ctx, conn, &spool) != NGX_OK)
+    {
         ngx_astralform_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    if (ngx_astralform_redis(ctx, ngx_astralform_connections_deleted, 5,
+    argv[4] = spool.tokens;
+    argv[5] = spool.batch;
+    argv[6] = spool.batches;
+    argv[7] = spool.counters;
+    argv[8] = ctx->user;
+    argv[9] = spool.id;
+    argv[10] = spool.meta;
+    argv[11] = spool.revocable;
+
+    if (ngx_astralform_redis(ctx, ngx_astralform_connections_deleted, 12,
                              argv)
         != NGX_OK)
     {
@@ -547,32 +566,40 @@ ngx_astralform_connections_deleted(redisReply *reply, void *data)
 {
     ngx_astralform_ctx_t *ctx = data;
 
-    ngx_uint_t                   removed;
+    ngx_uint_t                   removed, pending;
     ngx_astralform_connector_t  *conn;
 
     ctx->pending--;
     conn = ctx->data;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_INTEGER
+        || reply->element[1]->type != REDIS_REPLY_INTEGER)
+    {
         ngx_astralform_store_unavailable(ctx);
         return;
     }
 
-    removed = reply->elements == 2;
+    removed = reply->element[0]->integer != 0;
+    pending = reply->element[1]->integer != 0;
 
     if (removed) {
-        /* at the provider too, after the answer and bounded in time */
-        ngx_astralform_revoke_tokens(ctx, conn, reply);
-
         ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
                       "astralform: user \"%V\" of project \"%V\" "
                       "disconnected \"%V\"", &ctx->user, &ctx->project->id,
                       &conn->id);
     }
 
+    /* at the provider too, in the background, durably */
+    if (pending) {
+        ngx_astralform_revocations_kick();
+    }
+
     ngx_astralform_finish(ctx,
         ngx_astralform_send_json(ctx, NGX_HTTP_OK,
-            json_pack("{s:o, s:b}",
+            json_pack("{s:o, s:b, s:I}",
                       "connector", ngx_astralform_json_string(&conn->id),
-                      "disconnected", (int) removed)));
+                      "disconnected", (int) removed,
+                      "pending_revocations", (json_int_t) pending)));
 }

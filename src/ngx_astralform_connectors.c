@@ -9,6 +9,7 @@
 
 #include "ngx_astralform.h"
 #include "ngx_astralform_mcp.h"
+#include "ngx_astralform_revocations.h"
 
 
 static void ngx_astralform_connectors_list(ngx_astralform_ctx_t *ctx);
@@ -39,13 +40,15 @@ static void ngx_astralform_tools_list_send(ngx_astralform_ctx_t *ctx);
 
 /*
  * Disabling removes the connector, every end-user token of it, and the
- * connector from every agent's assignment, in one atomic step. It answers
- * {removed, tokens...} so the caller can revoke the tokens at the provider.
+ * connector from every agent's assignment, in one atomic step that is
+ * short at any size: the tokens hash is renamed into a revocation batch
+ * (drained in the background, ngx_astralform_revocations.c), or unlinked
+ * when the provider has nothing to revoke. Answers {removed, deleted,
+ * pending}.
  */
 static const char  ngx_astralform_disable_lua[] =
-    "local tokens = redis.call('HGETALL', KEYS[2]) "
-    "redis.call('DEL', KEYS[2]) "
     "local removed = redis.call('HDEL', KEYS[1], ARGV[1]) "
+    "if removed == 0 then return {0, 0, 0} end "
     "local agents = redis.call('HGETALL', KEYS[3]) "
     "for i = 1, #agents, 2 do "
     "  local ok, ids = pcall(cjson.decode, agents[i + 1]) "
@@ -61,7 +64,16 @@ static const char  ngx_astralform_disable_lua[] =
     "    end "
     "  end "
     "end "
-    "return {removed, tokens}";
+    "local moved = redis.call('HLEN', KEYS[2]) "
+    "if moved == 0 then return {1, 0, 0} end "
+    "if ARGV[4] ~= '1' then "
+    "  redis.call('UNLINK', KEYS[2]) "
+    "  return {1, moved, 0} "
+    "end "
+    "redis.call('RENAME', KEYS[2], KEYS[4]) "
+    "local bid, meta = ARGV[2], ARGV[3] "
+    NGX_ASTRALFORM_SPOOL_LUA(4)
+    "return {1, moved, moved}";
 
 
 ngx_int_t
@@ -234,9 +246,10 @@ ngx_astralform_connectors_enabled(redisReply *reply, void *data)
 static void
 ngx_astralform_connectors_one(ngx_astralform_ctx_t *ctx)
 {
-    ngx_str_t                    argv[7];
+    ngx_str_t                    argv[14];
     const char                  *problem;
     ngx_http_request_t          *r;
+    ngx_astralform_spool_t       spool;
     ngx_astralform_connector_t  *conn;
 
     r = ctx->request;
@@ -287,19 +300,27 @@ ngx_astralform_connectors_one(ngx_astralform_ctx_t *ctx)
     ngx_str_set(&argv[0], "EVAL");
     argv[1].data = (u_char *) ngx_astralform_disable_lua;
     argv[1].len = sizeof(ngx_astralform_disable_lua) - 1;
-    ngx_str_set(&argv[2], "3");
+    ngx_str_set(&argv[2], "7");
 
     if (ngx_astralform_key(ctx, &argv[3], "connectors", NULL) != NGX_OK
         || ngx_astralform_key(ctx, &argv[4], "tokens", &conn->id) != NGX_OK
-        || ngx_astralform_key(ctx, &argv[5], "agents", NULL) != NGX_OK)
+        || ngx_astralform_key(ctx, &argv[5], "agents", NULL) != NGX_OK
+        || ngx_astralform_spool_init(ctx, conn, &spool) != NGX_OK)
     {
         ngx_astralform_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    argv[6] = conn->id;
+    argv[6] = spool.tokens;
+    argv[7] = spool.batch;
+    argv[8] = spool.batches;
+    argv[9] = spool.counters;
+    argv[10] = conn->id;
+    argv[11] = spool.id;
+    argv[12] = spool.meta;
+    argv[13] = spool.revocable;
 
-    if (ngx_astralform_redis(ctx, ngx_astralform_connectors_disabled, 7,
+    if (ngx_astralform_redis(ctx, ngx_astralform_connectors_disabled, 14,
                              argv)
         != NGX_OK)
     {
@@ -332,47 +353,59 @@ ngx_astralform_connectors_disabled(redisReply *reply, void *data)
 {
     ngx_astralform_ctx_t *ctx = data;
 
-    size_t                       revoked;
-    redisReply                  *tokens;
+    ngx_uint_t                   i;
+    long long                    n[3];
     ngx_astralform_connector_t  *conn;
 
     ctx->pending--;
     conn = ctx->data;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 2
-        || reply->element[0]->type != REDIS_REPLY_INTEGER
-        || reply->element[1]->type != REDIS_REPLY_ARRAY)
+        || reply->elements != 3)
     {
         ngx_astralform_store_unavailable(ctx);
         return;
     }
 
-    if (reply->element[0]->integer == 0) {
+    for (i = 0; i < 3; i++) {
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER) {
+            ngx_astralform_store_unavailable(ctx);
+            return;
+        }
+
+        n[i] = reply->element[i]->integer;
+    }
+
+    if (n[0] == 0) {
         ngx_astralform_finish(ctx,
             ngx_astralform_connector_not_found(ctx, &conn->id));
         return;
     }
 
-    tokens = reply->element[1];
-    revoked = tokens->elements / 2;
+    /* provider-side revocation runs in the background, durably */
+    if (n[2]) {
+        ngx_astralform_revocations_kick();
+    }
 
-    /* provider-side revocation runs on its own, after the answer */
-    ngx_astralform_revoke_tokens(ctx, conn, tokens);
+    if (conn->def->type == NGX_ASTRALFORM_REMOTE_MCP) {
+        ngx_astralform_mcp_close_sessions(ctx, conn);
+    }
 
     ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
                   "astralform: project \"%V\" disabled connector \"%V\", "
-                  "%uz end-user tokens deleted",
-                  &ctx->project->id, &conn->id, revoked);
+                  "%L end-user tokens deleted, %L revocations pending",
+                  &ctx->project->id, &conn->id, n[1], n[2]);
 
     ngx_astralform_finish(ctx,
         ngx_astralform_send_json(ctx, NGX_HTTP_OK,
-                                 json_pack("{s:o, s:b, s:I}",
+                                 json_pack("{s:o, s:b, s:I, s:I, s:I}",
                                      "id",
                                      ngx_astralform_json_string(&conn->id),
                                      "disabled", 1,
-                                     "revoked_tokens",
-                                     (json_int_t) revoked)));
+                                     "revoked_tokens", (json_int_t) n[1],
+                                     "deleted_tokens", (json_int_t) n[1],
+                                     "pending_revocations",
+                                     (json_int_t) n[2])));
 }
 
 

@@ -77,7 +77,12 @@ typedef struct {
     ngx_msec_t                     tools_expire;
     ngx_msec_t                     used;
     ngx_uint_t                     refs;        /* operations using it */
+    ngx_queue_t                    waiting;     /* ops awaiting the session
+                                                   another one sets up */
+    ngx_str_t                      reg_key;     /* {P}:mcp_sessions:<C> */
+    ngx_str_t                      reg_field;
     unsigned                       ready:1;     /* initialized */
+    unsigned                       initializing:1;
     u_char                         sid_data[NGX_ASTRALFORM_MCP_MAX_SID];
     u_char                         protocol_data[
                                        NGX_ASTRALFORM_MCP_MAX_PROTOCOL];
@@ -124,7 +129,11 @@ struct ngx_astralform_mcp_op_s {
     ngx_uint_t                     status;
     u_char                         text[NGX_ASTRALFORM_MCP_TEXT];
 
+    ngx_queue_t                    wait;        /* in server->waiting */
+
     unsigned                       own_session:1;   /* not in the cache */
+    unsigned                       waiting:1;
+    unsigned                       initializer:1;   /* of server's session */
     unsigned                       sent_sid:1;
     unsigned                       retried:1;
     unsigned                       in_flight:1;
@@ -191,6 +200,13 @@ static void ngx_astralform_mcp_server_forget(
 static void ngx_astralform_mcp_server_free(
     ngx_astralform_mcp_server_t *server, ngx_uint_t close);
 static void ngx_astralform_mcp_sweep(void);
+static void ngx_astralform_mcp_init_done(ngx_astralform_mcp_op_t *op);
+static void ngx_astralform_mcp_register(ngx_astralform_mcp_op_t *op,
+    ngx_astralform_mcp_server_t *server);
+static void ngx_astralform_mcp_unregister(
+    ngx_astralform_mcp_server_t *server);
+static void ngx_astralform_mcp_taken(redisReply *reply, void *data);
+static void ngx_astralform_mcp_redis_ignore(redisReply *reply, void *data);
 static void ngx_astralform_mcp_cache_cleanup(void *data);
 
 
@@ -687,11 +703,89 @@ ngx_astralform_mcp_op_start(ngx_astralform_mcp_op_t *op)
         op->protocol.len = server->protocol.len;
         op->state = NGX_ASTRALFORM_MCP_REQUEST;
 
+    } else if (server != NULL && server->initializing) {
+        /* concurrent first calls share the session one of them sets up */
+        ngx_queue_insert_tail(&server->waiting, &op->wait);
+        op->waiting = 1;
+        return NGX_OK;
+
     } else {
+        if (server != NULL) {
+            server->initializing = 1;
+            op->initializer = 1;
+        }
+
         op->state = NGX_ASTRALFORM_MCP_INITIALIZE;
     }
 
     return ngx_astralform_mcp_send(op);
+}
+
+
+/*
+ * The session op set up for the cache is usable (or op gave up): the
+ * operations that waited for it go on, with it or, when there is none,
+ * with a set-up of their own (the first of them for the cache again).
+ */
+static void
+ngx_astralform_mcp_init_done(ngx_astralform_mcp_op_t *op)
+{
+    ngx_queue_t                   waiting, *q;
+    ngx_astralform_mcp_op_t      *w;
+    ngx_astralform_mcp_server_t  *server;
+
+    if (!op->initializer) {
+        return;
+    }
+
+    op->initializer = 0;
+    server = op->server;
+    server->initializing = 0;
+
+    if (ngx_queue_empty(&server->waiting)) {
+        return;
+    }
+
+    /* taken off first: a start may queue the others again */
+
+    waiting = server->waiting;
+    waiting.next->prev = &waiting;
+    waiting.prev->next = &waiting;
+    ngx_queue_init(&server->waiting);
+
+    while (!ngx_queue_empty(&waiting)) {
+        q = ngx_queue_head(&waiting);
+        ngx_queue_remove(q);
+
+        w = ngx_queue_data(q, ngx_astralform_mcp_op_t, wait);
+        w->waiting = 0;
+
+        /* the server entry is held already: start without a new ref */
+
+        if (server->ready) {
+            ngx_memcpy(w->sid.data, server->sid.data, server->sid.len);
+            w->sid.len = server->sid.len;
+            ngx_memcpy(w->protocol.data, server->protocol.data,
+                       server->protocol.len);
+            w->protocol.len = server->protocol.len;
+            w->state = NGX_ASTRALFORM_MCP_REQUEST;
+
+        } else if (server->initializing) {
+            ngx_queue_insert_tail(&server->waiting, &w->wait);
+            w->waiting = 1;
+            continue;
+
+        } else {
+            server->initializing = 1;
+            w->initializer = 1;
+            w->state = NGX_ASTRALFORM_MCP_INITIALIZE;
+        }
+
+        if (ngx_astralform_mcp_send(w) != NGX_OK) {
+            ngx_astralform_mcp_fail(w, NGX_ASTRALFORM_MCP_LOCAL,
+                                    "the request could not be started");
+        }
+    }
 }
 
 
@@ -839,6 +933,8 @@ ngx_astralform_mcp_handler(ngx_astralform_http_req_t *hr)
     if (op->state == NGX_ASTRALFORM_MCP_INITIALIZED) {
         /* 202 Accepted, by the specification; any 2xx will do */
         op->state = NGX_ASTRALFORM_MCP_REQUEST;
+
+        ngx_astralform_mcp_init_done(op);
 
         if (ngx_astralform_mcp_send(op) != NGX_OK) {
             ngx_astralform_mcp_fail(op, NGX_ASTRALFORM_MCP_LOCAL,
@@ -1001,6 +1097,8 @@ ngx_astralform_mcp_initialize_result(ngx_astralform_mcp_op_t *op,
         server->protocol.len = op->protocol.len;
         server->ready = 1;
         op->own_session = 0;
+
+        ngx_astralform_mcp_register(op, server);
     }
 
     op->state = NGX_ASTRALFORM_MCP_INITIALIZED;
@@ -1289,6 +1387,8 @@ ngx_astralform_mcp_op_finish(ngx_astralform_mcp_op_t *op)
         op->own_session = 0;
     }
 
+    ngx_astralform_mcp_init_done(op);
+
     server = op->server;
 
     /* may finalize the request and free op; the entry stays held */
@@ -1321,7 +1421,13 @@ ngx_astralform_mcp_op_cleanup(void *data)
                                     &op->protocol, NULL);
         }
 
+        if (op->waiting) {
+            ngx_queue_remove(&op->wait);
+            op->waiting = 0;
+        }
+
         if (op->server != NULL) {
+            ngx_astralform_mcp_init_done(op);
             ngx_astralform_mcp_server_release(op->server);
         }
     }
@@ -1704,6 +1810,7 @@ ngx_astralform_mcp_server_get(ngx_astralform_ctx_t *ctx,
     }
 
     server->pool = pool;
+    ngx_queue_init(&server->waiting);
     server->sid.data = server->sid_data;
     server->protocol.data = server->protocol_data;
     server->refs = 1;
@@ -1736,6 +1843,7 @@ ngx_astralform_mcp_server_forget(ngx_astralform_mcp_server_t *server,
     if (server->ready && server->sid.len == sid->len
         && ngx_strncmp(server->sid.data, sid->data, sid->len) == 0)
     {
+        ngx_astralform_mcp_unregister(server);
         server->ready = 0;
         server->sid.len = 0;
         server->protocol.len = 0;
@@ -1754,6 +1862,7 @@ ngx_astralform_mcp_server_free(ngx_astralform_mcp_server_t *server,
     if (close && server->ready && server->sid.len) {
         ngx_astralform_mcp_fire(&server->url, "DELETE", &server->sid,
                                 &server->protocol, NULL);
+        ngx_astralform_mcp_unregister(server);
     }
 
     ngx_queue_remove(&server->queue);
@@ -1816,4 +1925,267 @@ ngx_astralform_mcp_cache_cleanup(void *data)
     }
 
     cache->init = 0;
+}
+
+
+/*
+ * The session the worker keeps for a server, recorded in Redis, sealed (an
+ * Mcp-Session-Id lets whoever holds it act in the session), so that
+ * disabling the connector closes the sessions of every worker of every
+ * instance at once, not at their idle sweep.
+ */
+static void
+ngx_astralform_mcp_register(ngx_astralform_mcp_op_t *op,
+    ngx_astralform_mcp_server_t *server)
+{
+    char                  *text;
+    json_t                *json;
+    ngx_str_t              key, aad, plain, blob, argv[4];
+    ngx_pool_t            *pool;
+    ngx_astralform_ctx_t  *ctx;
+
+    if (server->sid.len == 0) {
+        /* a stateless server: nothing to close */
+        return;
+    }
+
+    ctx = op->ctx;
+    pool = ctx->request->pool;
+
+    json = json_pack("{s:s%, s:s%, s:s%}",
+                     "url", server->url.data, server->url.len,
+                     "sid", server->sid.data, server->sid.len,
+                     "protocol", server->protocol.data, server->protocol.len);
+    text = json ? json_dumps(json, JSON_COMPACT) : NULL;
+    json_decref(json);
+
+    if (text == NULL) {
+        return;
+    }
+
+    plain.data = (u_char *) text;
+    plain.len = ngx_strlen(text);
+
+    if (ngx_astralform_key(ctx, &key, "mcp_sessions", &op->conn->id)
+        == NGX_OK
+        && ngx_astralform_mcp_copy(server->pool, &server->reg_key, &key)
+           == NGX_OK
+        && ngx_astralform_random_token(server->pool, &server->reg_field, 12)
+           == NGX_OK
+        && ngx_astralform_aad(pool, &aad, &ctx->project->id, &op->conn->id,
+                              "mcp_session", NULL) == NGX_OK
+        && ngx_astralform_seal(pool, &ctx->amcf->keys, &aad, &plain, &blob)
+           == NGX_OK)
+    {
+        ngx_str_set(&argv[0], "HSET");
+        argv[1] = key;
+        argv[2] = server->reg_field;
+        argv[3] = blob;
+
+        /* best effort: without it, the idle sweep closes the session */
+        (void) ngx_astralform_redis_send(NULL, ngx_cycle->log,
+                                         ngx_astralform_mcp_redis_ignore,
+                                         NULL, 4, argv);
+
+        /* the records of workers that died go in a day */
+        ngx_str_set(&argv[0], "EXPIRE");
+        ngx_str_set(&argv[2], "86400");
+        (void) ngx_astralform_redis_send(NULL, ngx_cycle->log,
+                                         ngx_astralform_mcp_redis_ignore,
+                                         NULL, 3, argv);
+
+    } else {
+        server->reg_field.len = 0;
+    }
+
+    ngx_explicit_memzero(text, plain.len);
+    ngx_free(text);
+}
+
+
+static void
+ngx_astralform_mcp_unregister(ngx_astralform_mcp_server_t *server)
+{
+    ngx_str_t  argv[3];
+
+    if (server->reg_field.len == 0) {
+        return;
+    }
+
+    ngx_str_set(&argv[0], "HDEL");
+    argv[1] = server->reg_key;
+    argv[2] = server->reg_field;
+
+    (void) ngx_astralform_redis_send(NULL, ngx_cycle->log,
+                                     ngx_astralform_mcp_redis_ignore, NULL,
+                                     3, argv);
+
+    server->reg_field.len = 0;
+}
+
+
+/* every recorded session of a disabled connector, taken in one step */
+static const char  ngx_astralform_mcp_take_lua[] =
+    "local v = redis.call('HVALS', KEYS[1]) "
+    "redis.call('DEL', KEYS[1]) "
+    "return v";
+
+
+typedef struct {
+    ngx_astralform_ctx_t          *ctx;
+    ngx_str_t                      connector;
+} ngx_astralform_mcp_close_t;
+
+
+void
+ngx_astralform_mcp_close_sessions(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn)
+{
+    ngx_str_t                     argv[4];
+    ngx_pool_t                   *pool;
+    ngx_queue_t                  *q, *next;
+    ngx_astralform_mcp_cache_t   *cache;
+    ngx_astralform_mcp_close_t   *cl;
+    ngx_astralform_mcp_server_t  *server;
+
+    cache = &ngx_astralform_mcp_cache;
+
+    /* this worker's entries go quietly: the record closes their sessions */
+
+    for (q = cache->init ? ngx_queue_head(&cache->servers) : NULL;
+         q != NULL && q != ngx_queue_sentinel(&cache->servers);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        server = ngx_queue_data(q, ngx_astralform_mcp_server_t, queue);
+
+        if (server->project.len != ctx->project->id.len
+            || ngx_strncmp(server->project.data, ctx->project->id.data,
+                           server->project.len) != 0
+            || server->connector.len != conn->id.len
+            || ngx_strncmp(server->connector.data, conn->id.data,
+                           conn->id.len) != 0)
+        {
+            continue;
+        }
+
+        server->ready = 0;
+        server->sid.len = 0;
+        server->reg_field.len = 0;
+
+        if (server->refs == 0) {
+            ngx_astralform_mcp_server_free(server, 0);
+        }
+    }
+
+    /* the answer goes first: the closing lives in a pool of its own */
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    cl = ngx_palloc(pool, sizeof(ngx_astralform_mcp_close_t));
+    if (cl == NULL) {
+        goto failed;
+    }
+
+    cl->ctx = ngx_astralform_ctx_detached(pool, ctx->amcf, ctx->project);
+
+    if (cl->ctx == NULL
+        || ngx_astralform_str_copy(pool, &cl->connector, &conn->id) != NGX_OK
+        || ngx_astralform_key(cl->ctx, &argv[3], "mcp_sessions", &conn->id)
+           != NGX_OK)
+    {
+        goto failed;
+    }
+
+    ngx_str_set(&argv[0], "EVAL");
+    argv[1].data = (u_char *) ngx_astralform_mcp_take_lua;
+    argv[1].len = sizeof(ngx_astralform_mcp_take_lua) - 1;
+    ngx_str_set(&argv[2], "1");
+
+    if (ngx_astralform_redis_send(pool, pool->log, ngx_astralform_mcp_taken,
+                                  cl, 4, argv)
+        != NULL)
+    {
+        return;
+    }
+
+failed:
+
+    ngx_destroy_pool(pool);
+}
+
+
+static void
+ngx_astralform_mcp_taken(redisReply *reply, void *data)
+{
+    ngx_astralform_mcp_close_t *cl = data;
+
+    size_t                 i;
+    json_t                *json;
+    ngx_str_t              aad, blob, plain, url, sid, protocol;
+    ngx_uint_t             closed;
+    ngx_pool_t            *pool;
+    ngx_astralform_ctx_t  *ctx;
+
+    ctx = cl->ctx;
+    pool = ctx->request->pool;
+    closed = 0;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || ngx_astralform_aad(pool, &aad, &ctx->project->id, &cl->connector,
+                              "mcp_session", NULL) != NGX_OK)
+    {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    for (i = 0; i < reply->elements; i++) {
+        if (reply->element[i]->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        blob.data = (u_char *) reply->element[i]->str;
+        blob.len = reply->element[i]->len;
+
+        if (ngx_astralform_open(pool, &ctx->amcf->keys, &aad, &blob, &plain,
+                                NULL)
+            != NGX_OK)
+        {
+            continue;
+        }
+
+        json = json_loadb((char *) plain.data, plain.len, 0, NULL);
+        ngx_explicit_memzero(plain.data, plain.len);
+
+        url.data = (u_char *) ngx_astralform_json_value(json, "url");
+        sid.data = (u_char *) ngx_astralform_json_value(json, "sid");
+        protocol.data = (u_char *) ngx_astralform_json_value(json,
+                                                             "protocol");
+
+        if (url.data != NULL && sid.data != NULL && protocol.data != NULL) {
+            url.len = ngx_strlen(url.data);
+            sid.len = ngx_strlen(sid.data);
+            protocol.len = ngx_strlen(protocol.data);
+
+            ngx_astralform_mcp_fire(&url, "DELETE", &sid, &protocol, NULL);
+            closed++;
+        }
+
+        json_decref(json);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, pool->log, 0,
+                  "astralform: closed %ui sessions of remote MCP connector "
+                  "\"%V\"", closed, &cl->connector);
+
+    ngx_destroy_pool(pool);
+}
+
+
+static void
+ngx_astralform_mcp_redis_ignore(redisReply *reply, void *data)
+{
 }

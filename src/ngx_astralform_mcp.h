@@ -28,5 +28,13 @@ void ngx_astralform_mcp_list_tools(ngx_astralform_ctx_t *ctx,
 ngx_int_t ngx_astralform_mcp_call_tool(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, ngx_str_t *tool, json_t *arguments);
 
+/*
+ * Closes at the server (DELETE with Mcp-Session-Id) the sessions that
+ * every worker of every instance keeps for conn, after the request if need
+ * be: the connector was disabled.
+ */
+void ngx_astralform_mcp_close_sessions(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn);
+
 
 #endif /* _NGX_ASTRALFORM_MCP_H_INCLUDED_ */

@@ -5,6 +5,7 @@
 
 
 #include "ngx_astralform.h"
+#include "ngx_astralform_revocations.h"
 
 
 #define NGX_ASTRALFORM_MIN_API_KEY  16
@@ -205,6 +206,13 @@ static ngx_command_t  ngx_astralform_commands[] = {
       offsetof(ngx_astralform_main_conf_t, revoke_timeout),
       NULL },
 
+    { ngx_string("astralform_refresh_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_astralform_main_conf_t, refresh_timeout),
+      NULL },
+
     { ngx_string("astralform_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_astralform_api,
@@ -296,6 +304,7 @@ ngx_astralform_create_main_conf(ngx_conf_t *cf)
     amcf->state_ttl = NGX_CONF_UNSET_MSEC;
     amcf->refresh_skew = NGX_CONF_UNSET_MSEC;
     amcf->revoke_timeout = NGX_CONF_UNSET_MSEC;
+    amcf->refresh_timeout = NGX_CONF_UNSET_MSEC;
 
     return amcf;
 }
@@ -335,6 +344,7 @@ ngx_astralform_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(amcf->state_ttl, 600000);
     ngx_conf_init_msec_value(amcf->refresh_skew, 60000);
     ngx_conf_init_msec_value(amcf->revoke_timeout, 5000);
+    ngx_conf_init_msec_value(amcf->refresh_timeout, 60000);
 
     if (amcf->http.ca_file.len
         && ngx_conf_full_name(cf->cycle, &amcf->http.ca_file, 1) != NGX_OK)
@@ -399,7 +409,11 @@ ngx_astralform_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_astralform_redis_init_process(cycle, &amcf->redis);
+    if (ngx_astralform_redis_init_process(cycle, &amcf->redis) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_astralform_revocations_init_process(cycle);
 }
 
 
@@ -997,18 +1011,5 @@ ngx_astralform_split_list(ngx_pool_t *pool, ngx_str_t *list)
 static ngx_astralform_project_t *
 ngx_astralform_find_project(ngx_astralform_main_conf_t *amcf, ngx_str_t *id)
 {
-    ngx_uint_t                 i;
-    ngx_astralform_project_t  *project;
-
-    project = amcf->projects.elts;
-
-    for (i = 0; i < amcf->projects.nelts; i++) {
-        if (project[i].id.len == id->len
-            && ngx_strncmp(project[i].id.data, id->data, id->len) == 0)
-        {
-            return &project[i];
-        }
-    }
-
-    return NULL;
+    return ngx_astralform_project_find(amcf, id);
 }

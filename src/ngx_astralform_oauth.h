@@ -38,6 +38,37 @@ void ngx_astralform_oauth_refresh(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, ngx_astralform_token_t *tok,
     ngx_astralform_token_pt handler);
 
+typedef struct ngx_astralform_revocation_s  ngx_astralform_revocation_t;
+
+typedef void (*ngx_astralform_revocation_pt)(ngx_astralform_revocation_t *rv);
+
+
+/* one token to revoke at the provider */
+struct ngx_astralform_revocation_s {
+    ngx_pool_t                   *pool;         /* the request lives here */
+    ngx_log_t                    *log;
+    ngx_astralform_def_t         *def;
+    ngx_str_t                     client_id;
+    ngx_str_t                     secret;       /* may be empty */
+    ngx_str_t                     access_token;
+    ngx_str_t                     refresh_token;
+    ngx_msec_t                    timeout;
+    ngx_astralform_revocation_pt  done;
+    void                         *data;
+
+    /* NGX_OK revoked, NGX_DECLINED refused for good, NGX_AGAIN later */
+    ngx_int_t                     rc;
+    ngx_uint_t                    status;
+};
+
+
+/*
+ * Starts the revocation; rv->done(rv) follows, later, unless NGX_ERROR
+ * (nothing could be sent: a local failure, or a secret the style needs is
+ * missing) or the pool is destroyed first.
+ */
+ngx_int_t ngx_astralform_oauth_revoke(ngx_astralform_revocation_t *rv);
+
 /*
  * NGX_OK when url starts with exactly an astralform_return_origin (then
  * nothing, or a path, query or fragment); NGX_DECLINED otherwise.

@@ -37,16 +37,12 @@ ngx_int_t
 ngx_astralform_oauth_pdup(ngx_pool_t *pool, ngx_str_t *dst, const char *src,
     size_t len)
 {
-    dst->data = ngx_pnalloc(pool, len + 1);
-    if (dst->data == NULL) {
-        return NGX_ERROR;
-    }
+    ngx_str_t  s;
 
-    ngx_memcpy(dst->data, src, len);
-    dst->data[len] = '\0';
-    dst->len = len;
+    s.len = len;
+    s.data = (u_char *) src;
 
-    return NGX_OK;
+    return ngx_astralform_str_copy(pool, dst, &s);
 }
 
 

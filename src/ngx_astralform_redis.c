@@ -40,7 +40,7 @@
 #include "ngx_astralform_redis_internal.h"
 
 
-#define NGX_ASTRALFORM_REDIS_MAX_ARGS     32
+#define NGX_ASTRALFORM_REDIS_MAX_ARGS     512
 #define NGX_ASTRALFORM_REDIS_MAX_TRIES    5
 
 

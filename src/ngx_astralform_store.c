@@ -697,3 +697,125 @@ ngx_astralform_str_array(ngx_array_t *a)
 
     return list;
 }
+
+
+/*
+ * A context for work that outlives the request that started it (a
+ * refresh, a revocation drain): its "request" is only a pool and a log,
+ * which is all the store, sealing and outbound HTTP use.
+ */
+ngx_astralform_ctx_t *
+ngx_astralform_ctx_detached(ngx_pool_t *pool, ngx_astralform_main_conf_t *amcf,
+    ngx_astralform_project_t *project)
+{
+    ngx_connection_t      *c;
+    ngx_http_request_t    *r;
+    ngx_astralform_ctx_t  *ctx;
+
+    ctx = ngx_pcalloc(pool, sizeof(ngx_astralform_ctx_t));
+    r = ngx_pcalloc(pool, sizeof(ngx_http_request_t));
+    c = ngx_pcalloc(pool, sizeof(ngx_connection_t));
+
+    if (ctx == NULL || r == NULL || c == NULL) {
+        return NULL;
+    }
+
+    c->fd = (ngx_socket_t) -1;
+    c->log = pool->log;
+    r->pool = pool;
+    r->connection = c;
+
+    ctx->request = r;
+    ctx->amcf = amcf;
+    ctx->project = project;
+
+    return ctx;
+}
+
+
+ngx_astralform_project_t *
+ngx_astralform_project_find(ngx_astralform_main_conf_t *amcf, ngx_str_t *id)
+{
+    ngx_uint_t                 i;
+    ngx_astralform_project_t  *project;
+
+    project = amcf->projects.elts;
+
+    for (i = 0; i < amcf->projects.nelts; i++) {
+        if (project[i].id.len == id->len
+            && ngx_strncmp(project[i].id.data, id->data, id->len) == 0)
+        {
+            return &project[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* a deep copy of a connector into pool (the catalog entry is shared) */
+ngx_int_t
+ngx_astralform_connector_copy(ngx_pool_t *pool,
+    ngx_astralform_connector_t *dst, ngx_astralform_connector_t *src)
+{
+    ngx_str_t   *s, *d;
+    ngx_uint_t   i;
+
+    *dst = *src;
+
+    if (ngx_astralform_str_copy(pool, &dst->id, &src->id) != NGX_OK
+        || ngx_astralform_str_copy(pool, &dst->client_id, &src->client_id)
+           != NGX_OK
+        || ngx_astralform_str_copy(pool, &dst->client_secret,
+                                   &src->client_secret) != NGX_OK
+        || ngx_astralform_str_copy(pool, &dst->api_key, &src->api_key)
+           != NGX_OK
+        || ngx_astralform_str_copy(pool, &dst->sealed_secret,
+                                   &src->sealed_secret) != NGX_OK
+        || ngx_astralform_str_copy(pool, &dst->sealed_api_key,
+                                   &src->sealed_api_key) != NGX_OK
+        || ngx_astralform_str_copy(pool, &dst->mcp_url, &src->mcp_url)
+           != NGX_OK
+        || ngx_astralform_str_copy(pool, &dst->stored, &src->stored)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (src->scopes == NULL) {
+        return NGX_OK;
+    }
+
+    dst->scopes = ngx_array_create(pool, src->scopes->nelts + 1,
+                                   sizeof(ngx_str_t));
+    if (dst->scopes == NULL) {
+        return NGX_ERROR;
+    }
+
+    s = src->scopes->elts;
+
+    for (i = 0; i < src->scopes->nelts; i++) {
+        d = ngx_array_push(dst->scopes);
+        if (d == NULL || ngx_astralform_str_copy(pool, d, &s[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_astralform_str_copy(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
+{
+    dst->data = ngx_pnalloc(pool, src->len + 1);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, src->data, src->len);
+    dst->data[src->len] = '\0';
+    dst->len = src->len;
+
+    return NGX_OK;
+}

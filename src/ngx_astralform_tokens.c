@@ -403,10 +403,61 @@ ngx_uint_t
 ngx_astralform_token_expiring(ngx_astralform_ctx_t *ctx,
     ngx_astralform_token_t *tok)
 {
+    time_t  skew, life;
+
     if (tok->is_api_key || tok->expires_at == 0) {
         return 0;
     }
 
-    return tok->expires_at <= ngx_time()
-                              + (time_t) (ctx->amcf->refresh_skew / 1000);
+    skew = (time_t) (ctx->amcf->refresh_skew / 1000);
+
+    /*
+     * A token that lives shorter than the skew would look expiring from
+     * its first second: it is renewed in the second half of its life.
+     */
+
+    life = tok->expires_at - tok->obtained_at;
+
+    if (tok->obtained_at > 0 && life > 0 && skew > life / 2) {
+        skew = life / 2;
+    }
+
+    return tok->expires_at <= ngx_time() + skew;
+}
+
+
+/* a copy of tok whose strings live in pool */
+ngx_int_t
+ngx_astralform_token_copy(ngx_pool_t *pool, ngx_astralform_token_t *dst,
+    ngx_astralform_token_t *src)
+{
+    *dst = *src;
+
+    if (ngx_astralform_str_copy(pool, &dst->access_token, &src->access_token)
+        != NGX_OK
+        || ngx_astralform_str_copy(pool, &dst->refresh_token,
+                                   &src->refresh_token) != NGX_OK
+        || ngx_astralform_str_copy(pool, &dst->api_key, &src->api_key)
+           != NGX_OK
+        || ngx_astralform_str_copy(pool, &dst->scope, &src->scope) != NGX_OK
+        || ngx_astralform_str_copy(pool, &dst->token_type, &src->token_type)
+           != NGX_OK
+        || ngx_astralform_str_copy(pool, &dst->account_id, &src->account_id)
+           != NGX_OK
+        || ngx_astralform_str_copy(pool, &dst->blob, &src->blob) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* wipes the secrets of a token opened in a pool about to go */
+void
+ngx_astralform_token_wipe(ngx_astralform_token_t *tok)
+{
+    ngx_explicit_memzero(tok->access_token.data, tok->access_token.len);
+    ngx_explicit_memzero(tok->refresh_token.data, tok->refresh_token.len);
+    ngx_explicit_memzero(tok->api_key.data, tok->api_key.len);
 }

@@ -68,9 +68,16 @@ ngx_int_t ngx_astralform_token_open(ngx_astralform_ctx_t *ctx,
 ngx_int_t ngx_astralform_connector_secret(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, const char *what, ngx_str_t *out);
 
-/* whether the token needs a refresh now (expiry within the skew) */
+/*
+ * whether the token needs a refresh now: expiry within the skew, capped at
+ * half the token's lifetime
+ */
 ngx_uint_t ngx_astralform_token_expiring(ngx_astralform_ctx_t *ctx,
     ngx_astralform_token_t *tok);
+
+ngx_int_t ngx_astralform_token_copy(ngx_pool_t *pool,
+    ngx_astralform_token_t *dst, ngx_astralform_token_t *src);
+void ngx_astralform_token_wipe(ngx_astralform_token_t *tok);
 
 
 #endif /* _NGX_ASTRALFORM_TOKENS_H_INCLUDED_ */

@@ -738,7 +738,7 @@ Authorization: Bearer $TEST_NGINX_P1_ADMIN
 --- response_body_like eval
 [main::has('{"id":"docs","connector_slug":"remote_mcp",', '"type":"remote_mcp",',
            '"mcp_url":"http://127.0.0.1:1/mcp",', '"source":"api","tools":[]}'),
- '\A\{"id":"docs","disabled":true,"revoked_tokens":0\}$',
+ '\A\{"id":"docs","disabled":true,"revoked_tokens":0,"deleted_tokens":0,"pending_revocations":0\}$',
  main::err('connector_not_found')]
 --- no_error_log
 [error]
@@ -873,7 +873,7 @@ Authorization: Bearer $TEST_NGINX_P1_ADMIN
 --- error_code eval
 [200, 404, 404]
 --- response_body_like eval
-['\A\{"id":"slack","disabled":true,"revoked_tokens":3\}$',
+['\A\{"id":"slack","disabled":true,"revoked_tokens":3,"deleted_tokens":3,"pending_revocations":3\}$',
  main::err('connector_not_found'), main::err('connector_not_found')]
 --- no_error_log
 [error]

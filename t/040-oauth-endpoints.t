@@ -252,6 +252,6 @@ PUT /v1/projects/p1/users/u1/connections/github
 DELETE /v1/projects/p1/users/u1/connections/notion
 --- error_code: 200
 --- response_body
-{"connector":"notion","disconnected":false}
+{"connector":"notion","disconnected":false,"pending_revocations":0}
 --- no_error_log
 [error]

@@ -118,6 +118,11 @@ connect_user('u2');
 oidc('POST', '/__oidc/config?access_ttl=3600');
 my $r2 = record('u2');
 ok($r2->{expires_at} < time + 60, 'u2: token within the refresh skew');
+# one that lived its normal life: the skew is capped at half the lifetime
+$r2->{obtained_at} = $r2->{expires_at} - 3600;
+redis_cmd('HSET', 't044:{p1}:tokens:oidc_test', 'u2',
+          seal_token($KEY, 'k1', 'p1', 'oidc_test', 'u2', $r2));
+$r2 = record('u2');
 my $before = grants('refresh_token');
 ($st) = call('u2');
 is($st, 200, 'u2: expiring token refreshed, call 200');

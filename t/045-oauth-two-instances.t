@@ -9,6 +9,7 @@ use Test::More;
 use lib 't/lib';
 use Astralform::Test qw(:all);
 use Astralform::OAuth;
+use Astralform::Seal;
 use IO::Socket::INET;
 
 $ENV{TEST_NGINX_MOCK_PORT} or plan skip_all => 'no mock providers';
@@ -64,6 +65,13 @@ mock('POST', '/__mock/config', { github => { access_ttl => 30 } });
 $r = connect_flow(browser(), start_link('github', 'u3'));
 is($r->{callback}->code, 200, 'u3 connected with an expiring token');
 mock('POST', '/__mock/config', { github => { access_ttl => 28800 } });
+# a token at the end of a normal life (the skew is capped at half of it)
+my $KEY = '5a' x 32;
+my $rec = $JSON->decode(open_blob($KEY, token_aad('p1', 'github', 'u3'),
+                                  redis_cmd('HGET', 't045:{p1}:tokens:github', 'u3')));
+$rec->{obtained_at} = $rec->{expires_at} - 28800;
+redis_cmd('HSET', 't045:{p1}:tokens:github', 'u3',
+          seal_token($KEY, 'k1', 'p1', 'github', 'u3', $rec));
 mock('POST', '/__mock/reset');
 
 my @kids;
