@@ -675,6 +675,15 @@ ngx_astralform_redis_parse(ngx_conf_t *cf, ngx_astralform_redis_conf_t *conf,
             return NGX_CONF_ERROR;
         }
 
+        /* a forgotten port is more often a typo than a wish for 6379 */
+        if (u.no_port) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"astralform_redis\" address \"%V\" has no "
+                               "port: write \"%V:6379\" (or unix:/path)",
+                               &value[0], &value[0]);
+            return NGX_CONF_ERROR;
+        }
+
         conf->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN);
         if (conf->host.data == NULL) {
             return NGX_CONF_ERROR;

@@ -221,7 +221,7 @@ __DATA__
 --- request
 GET /v1/health
 --- response_body
-{"status":"ok","redis":"up"}
+{"status":"ok","redis":"up","version":"0.10.0"}
 --- no_error_log
 [error]
 [emerg]
@@ -823,7 +823,7 @@ qq{cannot read secret file "$::F/no-such.secret"}
 --- request
 GET /v1/health
 --- response_body
-{"status":"ok","redis":"up"}
+{"status":"ok","redis":"up","version":"0.10.0"}
 --- no_error_log
 [error]
 

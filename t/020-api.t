@@ -223,7 +223,7 @@ GET /v1/health
 Content-Type: application/json
 Cache-Control: no-store
 --- response_body
-{"status":"ok","redis":"up"}
+{"status":"ok","redis":"up","version":"0.10.0"}
 --- no_error_log
 [error]
 
