@@ -187,6 +187,10 @@ ngx_int_t ngx_astralform_connections_handler(ngx_astralform_ctx_t *ctx);
 ngx_int_t ngx_astralform_oauth_authorize_handler(ngx_astralform_ctx_t *ctx);
 ngx_int_t ngx_astralform_oauth_callback_handler(ngx_astralform_ctx_t *ctx);
 ngx_int_t ngx_astralform_openapi_handler(ngx_astralform_ctx_t *ctx);
+ngx_int_t ngx_astralform_agents_list_handler(ngx_astralform_ctx_t *ctx);
+ngx_int_t ngx_astralform_diagnose_handler(ngx_astralform_ctx_t *ctx);
+/* the troubleshooting checks of ctx->connector_id, ctx->agent, ctx->user */
+ngx_int_t ngx_astralform_diagnose(ngx_astralform_ctx_t *ctx);
 
 ngx_int_t ngx_astralform_api_handler(ngx_http_request_t *r);
 ngx_int_t ngx_astralform_variables_add(ngx_conf_t *cf);

@@ -126,6 +126,12 @@ static ngx_astralform_route_t  ngx_astralform_routes[] = {
         "authorize", NULL },
       NGX_ASTRALFORM_AUTH_PROJECT, ngx_astralform_connections_handler },
 
+    { NGX_HTTP_GET, { "v1", "projects", "*", "agents", NULL },
+      NGX_ASTRALFORM_AUTH_PROJECT, ngx_astralform_agents_list_handler },
+
+    { NGX_HTTP_GET, { "v1", "projects", "*", "diagnose", NULL },
+      NGX_ASTRALFORM_AUTH_PROJECT, ngx_astralform_diagnose_handler },
+
     { 0, { NULL }, 0, NULL }
 };
 
