@@ -204,10 +204,10 @@ function connectorForm(panel, def, conn) {
     const form = el('form', { id: 'connector-form', onsubmit: async (ev) => {
         ev.preventDefault();
         const body = editing ? {} : { connector_slug: def.slug };
+        /* an empty secret while editing keeps the stored one */
         for (const [k, input] of Object.entries(inputs)) {
             const v = input.value.trim();
-            if (v !== '' || (!editing && k !== 'api_key'))
-                if (v !== '') body[k] = v;
+            if (v !== '') body[k] = v;
         }
         body.allow_end_user_auth = allow.checked;
         body.require_auth = require.checked;
