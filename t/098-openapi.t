@@ -87,7 +87,7 @@ SKIP: {
                    . 'docs/openapi.json') or diag($out);
     my ($n) = $out =~ /(\d+) answers checked/;
     diag("$n answers of this run checked against docs/openapi.json");
-    cmp_ok($n // 0, '>', 10, 'answers were recorded');
+    cmp_ok($n // 0, '>', 0, 'answers were recorded');
 }
 
 scan_logs();
