@@ -274,7 +274,7 @@ function disableAsk(panel, c) {
 
 /* --- agents ------------------------------------------------------------- */
 
-async function agentsPage() {
+async function agentsPage(open) {
     const [agents, enabled] = await Promise.all([
         api('GET', base() + '/agents'), api('GET', base() + '/connectors')]);
     const panel = el('div', { id: 'agent-panel' });
@@ -286,7 +286,10 @@ async function agentsPage() {
         el('section', {}, el('table', { id: 'agents' },
             el('thead', {}, el('tr', {}, ...['Agent', 'Connectors', 'Source',
                 ''].map((t) => el('th', { text: t })))),
-            el('tbody', {}, ...agents.agents.map((a) => el('tr', {},
+            el('tbody', {}, agents.agents.length ? null : el('tr', {},
+                el('td', { colspan: 4, class: 'muted', text: 'No agent has '
+                           + 'an assignment yet: add one by id.' })),
+                ...agents.agents.map((a) => el('tr', {},
                 el('td', { text: a.id }),
                 el('td', { text: a.connectors === null ? 'all enabled'
                                  : a.connectors.join(', ') || 'none' }),
@@ -302,6 +305,7 @@ async function agentsPage() {
               el('div', { class: 'actions' },
                  el('button', { type: 'submit', text: 'Add' })), out)),
         panel);
+    if (open) await agentPanel(panel, open, enabled);
 }
 
 async function agentPanel(panel, id, enabled) {
@@ -336,7 +340,7 @@ async function agentPanel(panel, id, enabled) {
                 await api('PUT', base() + '/agents/' + aid + '/connectors',
                     { connectors: boxes.filter((b) => b.checked)
                                        .map((b) => b.value) });
-                await showTools();
+                await agentsPage(id);
                 say('Saved the connectors of "' + id + '".');
             } catch (e) {
                 out.replaceChildren(errorBox(e));
@@ -404,6 +408,7 @@ async function route() {
     const name = location.hash.slice(1) in pages ? location.hash.slice(1)
                                                  : 'connectors';
     document.getElementById('nav').hidden = false;
+    statusLine.textContent = '';
     document.getElementById('who').textContent = 'project '
                                                  + S.getItem('project');
     for (const p of Object.keys(pages)) {

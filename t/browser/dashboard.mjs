@@ -156,6 +156,9 @@ try {
         `/v1/projects/${project}/agents/support-bot/connectors`);
     ok(JSON.stringify(c.connectors) === '["notion"]',
        'the API shows the assignment', JSON.stringify(c));
+    ok((await page.locator('#agents').textContent())
+           .includes('support-botnotionapi'),
+       'the agents list shows support-bot with notion (GET /agents)');
     await page.screenshot({ path: screens + '/agents.png', fullPage: true });
 
     // troubleshoot a user
