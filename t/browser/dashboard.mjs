@@ -163,7 +163,8 @@ try {
 
     // troubleshoot a user
     await page.getByRole('link', { name: 'Troubleshooting' }).click();
-    await page.getByLabel('Connector').selectOption('notion');
+    await page.getByRole('heading', { name: 'Troubleshooting' }).waitFor();
+    await page.locator('#t-connector').selectOption('notion');
     await page.getByLabel(/Agent id/).fill('support-bot');
     await page.getByLabel(/User id/).fill('alice');
     await page.getByRole('button', { name: 'Check' }).click();
