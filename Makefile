@@ -9,6 +9,9 @@ MODULE    := ngx_astralform_module.so
 CC_OPT    ?= -g -O2 -fPIC -Wall -Wextra -Wno-unused-parameter
 LD_OPT    ?= -fPIC
 SRCS      := $(wildcard src/*.c src/*.h) config
+# html/ and docs/openapi.json, compiled in as a generated header
+ASSETS    := $(BUILD)/ngx_astralform_assets.h
+SRCS      += $(ASSETS)
 
 .PHONY: all build deps run stop test clean
 
@@ -29,6 +32,9 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(SRCS)
 	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
 	@# a new file, renamed in: a running nginx keeps its mapped copy intact
 	cp $(NGX_BUILD)/objs/$(MODULE) $@.tmp && mv -f $@.tmp $@
+
+$(ASSETS): $(wildcard html/*) docs/openapi.json scripts/assets.pl
+	perl scripts/assets.pl $@ $(CURDIR)
 
 deps:
 	@bash scripts/install-deps.sh

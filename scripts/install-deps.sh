@@ -6,7 +6,8 @@ pkgs=(nginx nginx-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev
       libssl-dev redis-server redis-sentinel wrk make gcc perl
       libtest-base-perl libtext-diff-perl libtest-longstring-perl
       liblist-moreutils-perl libhttp-message-perl liburi-perl libwww-perl
-      libjson-pp-perl libcryptx-perl curl)
+      libjson-pp-perl libcryptx-perl curl
+      chromium)   # the dashboard's browser tests (t/080-dashboard.t)
 # Node.js runs the MCP SDK and oidc-provider test servers; keep one that is there.
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 missing=()

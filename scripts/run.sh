@@ -41,7 +41,8 @@ umask 077
 [ -s "$run/keys/demo-agent.keys" ] || echo "af_agent_$(openssl rand -hex 16)" > "$run/keys/demo-agent.keys"
 [ -s "$run/keys/github-client.secret" ] || echo "replace-with-your-github-oauth-app-secret" > "$run/keys/github-client.secret"
 
-redis-server --port 6380 --bind 127.0.0.1 --save '' --appendonly no \
+# data kept between runs: an append-only file under run/redis/
+redis-server --port 6380 --bind 127.0.0.1 --appendonly yes --save 60 1 \
     --dir "$run/redis" --daemonize yes --pidfile "$run/redis.pid" \
     --logfile "$run/redis/redis.log"
 for _ in $(seq 50); do
@@ -59,6 +60,8 @@ done
 
 cat <<MSG
 astralform gateway: http://127.0.0.1:8080/v1/   (logs in run/logs/, stop with: make stop)
+  dashboard: http://127.0.0.1:8080/dashboard/   (project: demo, key: the admin key below)
+  API description: http://127.0.0.1:8080/v1/openapi.json
   health:   $(curl -sS http://127.0.0.1:8080/v1/health)
   admin key: $(head -1 "$run/keys/demo-admin.keys")   agent key: $(head -1 "$run/keys/demo-agent.keys")
   try:      curl -H "Authorization: Bearer \$(head -1 run/keys/demo-admin.keys)" http://127.0.0.1:8080/v1/projects/demo/connectors

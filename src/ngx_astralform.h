@@ -20,6 +20,8 @@
 
 #define NGX_ASTRALFORM_MAX_SEGMENTS  10
 
+#define NGX_ASTRALFORM_VERSION       "0.10.0"
+
 
 /* A connector enabled for a project (from nginx.conf or from Redis). */
 typedef struct {
@@ -138,6 +140,11 @@ ngx_int_t ngx_astralform_admin_required(ngx_astralform_ctx_t *ctx);
 #define ngx_astralform_is_admin(ctx)                                         \
     ((ctx)->role == NGX_ASTRALFORM_KEY_ADMIN)
 ngx_str_t *ngx_astralform_header(ngx_http_request_t *r, ngx_str_t *name);
+/* an answer's header, and a body held in memory that outlives r */
+ngx_int_t ngx_astralform_out_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value);
+ngx_int_t ngx_astralform_send_body(ngx_http_request_t *r, u_char *data,
+    size_t len);
 
 /* store: the Redis key layout and project state */
 ngx_int_t ngx_astralform_key(ngx_astralform_ctx_t *ctx, ngx_str_t *out,
@@ -185,6 +192,11 @@ ngx_int_t ngx_astralform_tools_call_handler(ngx_astralform_ctx_t *ctx);
 ngx_int_t ngx_astralform_connections_handler(ngx_astralform_ctx_t *ctx);
 ngx_int_t ngx_astralform_oauth_authorize_handler(ngx_astralform_ctx_t *ctx);
 ngx_int_t ngx_astralform_oauth_callback_handler(ngx_astralform_ctx_t *ctx);
+ngx_int_t ngx_astralform_openapi_handler(ngx_astralform_ctx_t *ctx);
+ngx_int_t ngx_astralform_agents_list_handler(ngx_astralform_ctx_t *ctx);
+ngx_int_t ngx_astralform_diagnose_handler(ngx_astralform_ctx_t *ctx);
+/* the troubleshooting checks of ctx->connector_id, ctx->agent, ctx->user */
+ngx_int_t ngx_astralform_diagnose(ngx_astralform_ctx_t *ctx);
 
 ngx_int_t ngx_astralform_api_handler(ngx_http_request_t *r);
 ngx_int_t ngx_astralform_variables_add(ngx_conf_t *cf);

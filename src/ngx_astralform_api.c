@@ -34,6 +34,30 @@ typedef struct {
 } ngx_astralform_route_t;
 
 
+typedef struct {
+    ngx_uint_t                   method;
+    ngx_astralform_handler_pt    handler;
+    const char                 **fields;
+} ngx_astralform_body_t;
+
+
+/*
+ * Request bodies: a member not listed is refused, naming it and the
+ * listed ones (a typo must not silently drop a setting).  The same lists
+ * are in docs/openapi.json (t/098-openapi.t checks them).
+ */
+static const char  *ngx_astralform_connector_body[] = {
+    "connector_slug", "id", "oauth_client_id", "oauth_client_secret",
+    "api_key", "mcp_url", "oauth_scopes", "require_auth",
+    "allow_end_user_auth", NULL
+};
+
+static const char  *ngx_astralform_agent_body[] = { "connectors", NULL };
+static const char  *ngx_astralform_call_body[] = { "name", "arguments", NULL };
+static const char  *ngx_astralform_key_body[] = { "api_key", NULL };
+static const char  *ngx_astralform_authorize_body[] = { "return_url", NULL };
+
+
 static ngx_int_t ngx_astralform_split(ngx_http_request_t *r,
     ngx_astralform_ctx_t *ctx);
 static ngx_astralform_route_t *ngx_astralform_route(
@@ -51,12 +75,19 @@ static json_t *ngx_astralform_health_json(const char *status,
     const char *redis);
 static ngx_int_t ngx_astralform_catalog_handler(ngx_astralform_ctx_t *ctx);
 static void ngx_astralform_ctx_cleanup(void *data);
+static const char *ngx_astralform_unknown_field(json_t *body,
+    const char **known);
+static ngx_int_t ngx_astralform_unknown_field_error(
+    ngx_astralform_ctx_t *ctx, const char *field, const char **known);
 
 
 static ngx_astralform_route_t  ngx_astralform_routes[] = {
 
-    { NGX_HTTP_GET, { "v1", "health", NULL },
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, { "v1", "health", NULL },
       NGX_ASTRALFORM_AUTH_NONE, ngx_astralform_health_handler },
+
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, { "v1", "openapi.json", NULL },
+      NGX_ASTRALFORM_AUTH_NONE, ngx_astralform_openapi_handler },
 
     { NGX_HTTP_GET, { "v1", "connectors", NULL },
       NGX_ASTRALFORM_AUTH_ANY, ngx_astralform_catalog_handler },
@@ -102,7 +133,31 @@ static ngx_astralform_route_t  ngx_astralform_routes[] = {
       { "v1", "projects", "*", "connectors", "*", "revocations", NULL },
       NGX_ASTRALFORM_AUTH_PROJECT, ngx_astralform_revocations_handler },
 
+    { NGX_HTTP_GET, { "v1", "projects", "*", "agents", NULL },
+      NGX_ASTRALFORM_AUTH_PROJECT, ngx_astralform_agents_list_handler },
+
+    { NGX_HTTP_GET, { "v1", "projects", "*", "diagnose", NULL },
+      NGX_ASTRALFORM_AUTH_PROJECT, ngx_astralform_diagnose_handler },
+
     { 0, { NULL }, 0, NULL }
+};
+
+
+/* which body a row's method takes (rows not listed: any JSON object) */
+static ngx_astralform_body_t  ngx_astralform_bodies[] = {
+    { NGX_HTTP_POST, ngx_astralform_connectors_handler,
+      ngx_astralform_connector_body },
+    { NGX_HTTP_PATCH, ngx_astralform_connectors_handler,
+      ngx_astralform_connector_body },
+    { NGX_HTTP_PUT, ngx_astralform_agents_handler,
+      ngx_astralform_agent_body },
+    { NGX_HTTP_POST, ngx_astralform_tools_call_handler,
+      ngx_astralform_call_body },
+    { NGX_HTTP_PUT, ngx_astralform_connections_handler,
+      ngx_astralform_key_body },
+    { NGX_HTTP_POST, ngx_astralform_connections_handler,
+      ngx_astralform_authorize_body },
+    { 0, NULL, NULL }
 };
 
 
@@ -188,7 +243,7 @@ ngx_astralform_api_handler(ngx_http_request_t *r)
         goto done;
     }
 
-    ctx->data = route->handler;
+    ctx->data = route;
 
     if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH))) {
         rc = ngx_http_discard_request_body(r);
@@ -481,6 +536,54 @@ ngx_astralform_admin_required(ngx_astralform_ctx_t *ctx)
 }
 
 
+/* the first member of the body not in known (NULL-terminated), or NULL */
+static const char *
+ngx_astralform_unknown_field(json_t *body, const char **known)
+{
+    ngx_uint_t   i;
+    const char  *key;
+    json_t      *v;
+
+    json_object_foreach(body, key, v) {
+        for (i = 0; known[i] != NULL; i++) {
+            if (ngx_strcmp(key, known[i]) == 0) {
+                break;
+            }
+        }
+
+        if (known[i] == NULL) {
+            return key;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* 400 invalid_request naming the field and the ones the row takes */
+static ngx_int_t
+ngx_astralform_unknown_field_error(ngx_astralform_ctx_t *ctx,
+    const char *field, const char **known)
+{
+    u_char      list[256], *p, *last;
+    ngx_uint_t  i;
+
+    p = list;
+    last = list + sizeof(list) - 1;
+
+    for (i = 0; known[i] != NULL; i++) {
+        p = ngx_slprintf(p, last, "%s\"%s\"", i ? ", " : "", known[i]);
+    }
+
+    *p = '\0';
+
+    return ngx_astralform_send_error(ctx, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request",
+                                     "unknown field \"%s\" in the body; "
+                                     "this endpoint takes %s", field, list);
+}
+
+
 static void
 ngx_astralform_body_handler(ngx_http_request_t *r)
 {
@@ -590,10 +693,12 @@ failed:
 static void
 ngx_astralform_dispatch(ngx_astralform_ctx_t *ctx)
 {
-    ngx_int_t                  rc;
-    ngx_astralform_handler_pt  handler;
+    ngx_int_t                rc;
+    const char              *field;
+    ngx_astralform_body_t   *body;
+    ngx_astralform_route_t  *route;
 
-    handler = (ngx_astralform_handler_pt) ctx->data;
+    route = ctx->data;
     ctx->data = NULL;
 
     /*
@@ -603,7 +708,19 @@ ngx_astralform_dispatch(ngx_astralform_ctx_t *ctx)
      */
     ctx->request->read_event_handler = ngx_http_test_reading;
 
-    rc = handler(ctx);
+    field = NULL;
+
+    for (body = ngx_astralform_bodies; ctx->body && body->handler; body++) {
+        if (body->handler == route->handler
+            && body->method == ctx->request->method)
+        {
+            field = ngx_astralform_unknown_field(ctx->body, body->fields);
+            break;
+        }
+    }
+
+    rc = field ? ngx_astralform_unknown_field_error(ctx, field, body->fields)
+               : route->handler(ctx);
 
     /* NGX_DONE: the handler finishes later, from a callback */
     if (rc != NGX_DONE) {
@@ -903,6 +1020,8 @@ ngx_astralform_health_json(const char *status, const char *redis)
             json_stringn((char *) masters[0].data, masters[0].len));
     }
 
+    json_object_set_new(json, "version", json_string(NGX_ASTRALFORM_VERSION));
+
     return json;
 }
 
@@ -911,7 +1030,7 @@ static ngx_int_t
 ngx_astralform_catalog_handler(ngx_astralform_ctx_t *ctx)
 {
     size_t                 j;
-    json_t                *list, *item, *tools, *tool;
+    json_t                *list, *item, *tools, *tool, *scopes;
     ngx_uint_t             i;
     ngx_astralform_def_t  *def;
 
@@ -936,6 +1055,20 @@ ngx_astralform_catalog_handler(ngx_astralform_ctx_t *ctx)
                          "description",
                          json_object_get(def[i].json, "description"),
                          "tools", tools);
+
+        /* what the dashboard's Enable form prefills and shows */
+        if (item != NULL && def[i].oauth != NULL) {
+            scopes = json_object_get(def[i].oauth, "default_scopes");
+            json_object_set_new(item, "default_scopes",
+                                json_is_array(scopes) ? json_copy(scopes)
+                                                      : json_array());
+
+            /* exactly what the OAuth flow sends (ngx_astralform_oauth.c) */
+            json_object_set_new(item, "redirect_uri",
+                                json_pack("s%+", ctx->amcf->public_url.data,
+                                          ctx->amcf->public_url.len,
+                                          "/v1/connectors/oauth/callback"));
+        }
 
         json_array_append_new(list, item);
     }

@@ -26,8 +26,6 @@ typedef struct {
 
 static void ngx_astralform_connections_list(ngx_astralform_ctx_t *ctx);
 static void ngx_astralform_connections_got(redisReply *reply, void *data);
-static json_t *ngx_astralform_connection_json(ngx_astralform_ctx_t *ctx,
-    ngx_astralform_connector_t *conn, ngx_astralform_token_t *tok);
 static void ngx_astralform_connections_send(ngx_astralform_ctx_t *ctx);
 static void ngx_astralform_connections_one(ngx_astralform_ctx_t *ctx);
 static void ngx_astralform_connections_authorize(ngx_astralform_ctx_t *ctx,
@@ -233,7 +231,7 @@ ngx_astralform_connections_got(redisReply *reply, void *data)
  * stored for the user (an api_key connector with the project's own key
  * counts as connected, with credential "project").
  */
-static json_t *
+json_t *
 ngx_astralform_connection_json(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, ngx_astralform_token_t *tok)
 {

@@ -36,6 +36,8 @@ static void ngx_astralform_agents_saved(redisReply *reply, void *data);
 static json_t *ngx_astralform_assignment_json(ngx_astralform_ctx_t *ctx);
 static void ngx_astralform_tools_list(ngx_astralform_ctx_t *ctx);
 static void ngx_astralform_tools_list_send(ngx_astralform_ctx_t *ctx);
+static u_char *ngx_astralform_ids(ngx_astralform_ctx_t *ctx, u_char *buf,
+    size_t size, ngx_uint_t catalog);
 
 
 /*
@@ -128,6 +130,7 @@ ngx_astralform_connectors_enable(ngx_astralform_ctx_t *ctx)
     ngx_str_t                    slug;
     ngx_uint_t                   i;
     const char                  *problem;
+    u_char                       known[512];
     ngx_astralform_def_t        *def;
     ngx_astralform_connector_t   conn, *other;
 
@@ -136,8 +139,10 @@ ngx_astralform_connectors_enable(ngx_astralform_ctx_t *ctx)
         ngx_astralform_finish_with(ctx,
             ngx_astralform_send_error(ctx, NGX_HTTP_BAD_REQUEST,
                                       "invalid_request",
-                                      "\"connector_slug\" must be a "
-                                      "string"));
+                                      "\"connector_slug\" must be one of "
+                                      "the catalog's slugs: %s",
+                                      ngx_astralform_ids(ctx, known,
+                                                         sizeof(known), 1)));
         return;
     }
 
@@ -150,7 +155,9 @@ ngx_astralform_connectors_enable(ngx_astralform_ctx_t *ctx)
             ngx_astralform_send_error(ctx, NGX_HTTP_BAD_REQUEST,
                                       "unknown_connector",
                                       "the catalog has no connector "
-                                      "\"%V\"", &slug));
+                                      "\"%V\"; known slugs: %s", &slug,
+                                      ngx_astralform_ids(ctx, known,
+                                                         sizeof(known), 1)));
         return;
     }
 
@@ -456,7 +463,7 @@ ngx_astralform_connector_fields(ngx_astralform_ctx_t *ctx,
 
             if (str.len == 0 || str.len > 64 || i != str.len) {
                 return "\"id\" must be 1 to 64 letters, digits, \"_\" or "
-                       "\"-\"";
+                       "\"-\" (pattern ^[A-Za-z0-9_-]{1,64}$)";
             }
 
             if (ngx_astralform_strdup(ctx->request->pool, &conn->id,
@@ -838,6 +845,7 @@ static void
 ngx_astralform_agents_put(ngx_astralform_ctx_t *ctx)
 {
     char        *text;
+    u_char       known[512];
     size_t       i;
     json_t      *list, *v;
     ngx_str_t    argv[4], id, *item;
@@ -851,15 +859,6 @@ ngx_astralform_agents_put(ngx_astralform_ctx_t *ctx)
                                       "\"connectors\" must be an array of "
                                       "connector ids (or null to remove "
                                       "the assignment)"));
-        return;
-    }
-
-    if (json_object_size(ctx->body) != 1) {
-        ngx_astralform_finish(ctx,
-            ngx_astralform_send_error(ctx, NGX_HTTP_BAD_REQUEST,
-                                      "invalid_request",
-                                      "the body must hold only "
-                                      "\"connectors\""));
         return;
     }
 
@@ -894,7 +893,10 @@ ngx_astralform_agents_put(ngx_astralform_ctx_t *ctx)
                     ngx_astralform_send_error(ctx, NGX_HTTP_BAD_REQUEST,
                                               "unknown_connector",
                                               "the project has no "
-                                              "connector \"%V\"", &id));
+                                              "connector \"%V\"; it has: "
+                                              "%s", &id,
+                                              ngx_astralform_ids(ctx, known,
+                                                  sizeof(known), 0)));
                 return;
             }
 
@@ -981,6 +983,42 @@ ngx_astralform_assignment_json(ngx_astralform_ctx_t *ctx)
                      "agent", ngx_astralform_json_string(&ctx->agent),
                      "connectors", list,
                      "source", ctx->assignment_set ? "api" : "config");
+}
+
+
+/*
+ * "a", "b", ...: the catalog's slugs, or the project's connector ids, for
+ * a message that says what would have been right
+ */
+static u_char *
+ngx_astralform_ids(ngx_astralform_ctx_t *ctx, u_char *buf, size_t size,
+    ngx_uint_t catalog)
+{
+    u_char                      *p, *last;
+    ngx_str_t                   *id;
+    ngx_uint_t                   i, n;
+    ngx_astralform_def_t        *def;
+    ngx_astralform_connector_t  *conn;
+
+    p = buf;
+    last = buf + size - 1;
+
+    def = ctx->amcf->catalog.defs.elts;
+    conn = ctx->connectors.elts;
+    n = catalog ? ctx->amcf->catalog.defs.nelts : ctx->connectors.nelts;
+
+    for (i = 0; i < n; i++) {
+        id = catalog ? &def[i].slug : &conn[i].id;
+        p = ngx_slprintf(p, last, "%s\"%V\"", i ? ", " : "", id);
+    }
+
+    if (n == 0) {
+        p = ngx_slprintf(p, last, "none");
+    }
+
+    *p = '\0';
+
+    return buf;
 }
 
 

@@ -6,6 +6,7 @@
 
 #include "ngx_astralform.h"
 #include "ngx_astralform_revocations.h"
+#include "ngx_astralform_dashboard.h"
 
 
 #define NGX_ASTRALFORM_MIN_API_KEY  16
@@ -52,16 +53,20 @@ static char *ngx_astralform_return_origin(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_astralform_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_astralform_dashboard(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 static ngx_int_t ngx_astralform_read_keys(ngx_conf_t *cf, ngx_str_t *path,
     ngx_array_t *keys);
 static ngx_int_t ngx_astralform_valid_id(ngx_str_t *id);
-static ngx_array_t *ngx_astralform_split_list(ngx_pool_t *pool,
-    ngx_str_t *list);
+static ngx_array_t *ngx_astralform_split_list(ngx_conf_t *cf,
+    ngx_str_t *param, ngx_str_t *list);
 static ngx_int_t ngx_astralform_resolve_connector(ngx_conf_t *cf,
     ngx_astralform_main_conf_t *amcf, ngx_astralform_pending_t *p);
 static ngx_astralform_project_t *ngx_astralform_find_project(
     ngx_astralform_main_conf_t *amcf, ngx_str_t *id);
+static u_char *ngx_astralform_known_slugs(ngx_astralform_main_conf_t *amcf,
+    u_char *buf, size_t size);
 
 
 static ngx_command_t  ngx_astralform_commands[] = {
@@ -216,6 +221,13 @@ static ngx_command_t  ngx_astralform_commands[] = {
     { ngx_string("astralform_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_astralform_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("astralform_dashboard"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_astralform_dashboard,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -409,6 +421,15 @@ ngx_astralform_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    /* one line a start or reload, from the first worker */
+    if (ngx_process == NGX_PROCESS_WORKER && ngx_worker == 0) {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "astralform " NGX_ASTRALFORM_VERSION " started: "
+                      "%ui projects, %ui catalog connectors, redis \"%V\"",
+                      amcf->projects.nelts, amcf->catalog.defs.nelts,
+                      &amcf->redis.addr);
+    }
+
     if (ngx_astralform_redis_init_process(cycle, &amcf->redis) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -496,6 +517,7 @@ ngx_astralform_public_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_astralform_main_conf_t *amcf = conf;
 
+    u_char     *p;
     ngx_str_t  *value;
 
     if (amcf->public_url.data != NULL) {
@@ -518,6 +540,21 @@ ngx_astralform_public_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"astralform_public_url\" must be an absolute "
                            "http(s) URL without a query, not \"%V\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the API's paths are absolute: a path here would break every link */
+    p = ngx_strlchr(amcf->public_url.data,
+                    amcf->public_url.data + amcf->public_url.len, ':');
+    if (p != NULL
+        && ngx_strlchr(p + 3, amcf->public_url.data + amcf->public_url.len,
+                       '/') != NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"astralform_public_url\" must be an origin "
+                           "such as https://gw.example.com, without a path: "
+                           "the API is served under /v1/, not \"%V\"",
                            &value[1]);
         return NGX_CONF_ERROR;
     }
@@ -555,8 +592,8 @@ ngx_astralform_project(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_astralform_main_conf_t *amcf = conf;
 
-    ngx_str_t                 *value, path;
-    ngx_uint_t                 i;
+    ngx_str_t                 *value, path, *admin, *agent;
+    ngx_uint_t                 i, j;
     ngx_astralform_project_t  *project;
 
     value = cf->args->elts;
@@ -628,6 +665,23 @@ ngx_astralform_project(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "\"astralform_project\" \"%V\" needs "
                            "admin_key_file=", &value[1]);
         return NGX_CONF_ERROR;
+    }
+
+    /* an agent key that is also an admin key would be an admin key */
+    admin = project->admin_keys.elts;
+    agent = project->agent_keys.elts;
+
+    for (i = 0; i < project->admin_keys.nelts; i++) {
+        for (j = 0; j < project->agent_keys.nelts; j++) {
+            if (ngx_astralform_secret_eq(&admin[i], &agent[j])) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"astralform_project\" \"%V\" has the "
+                                   "same key in admin_key_file= and "
+                                   "agent_key_file=: give agents keys of "
+                                   "their own", &value[1]);
+                return NGX_CONF_ERROR;
+            }
+        }
     }
 
     return NGX_CONF_OK;
@@ -712,13 +766,13 @@ ngx_astralform_connector(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             conn->mcp_url = v;
 
         } else if (ngx_astralform_str_is(&name, "scopes")) {
-            conn->scopes = ngx_astralform_split_list(cf->pool, &v);
+            conn->scopes = ngx_astralform_split_list(cf, &value[i], &v);
             if (conn->scopes == NULL) {
                 return NGX_CONF_ERROR;
             }
 
         } else if (ngx_astralform_str_is(&name, "agents")) {
-            conn->agents = ngx_astralform_split_list(cf->pool, &v);
+            conn->agents = ngx_astralform_split_list(cf, &value[i], &v);
             if (conn->agents == NULL) {
                 return NGX_CONF_ERROR;
             }
@@ -759,6 +813,7 @@ static ngx_int_t
 ngx_astralform_resolve_connector(ngx_conf_t *cf,
     ngx_astralform_main_conf_t *amcf, ngx_astralform_pending_t *p)
 {
+    u_char                       known[512];
     const char                  *problem;
     ngx_uint_t                   i;
     ngx_astralform_project_t    *project;
@@ -819,8 +874,13 @@ ngx_astralform_resolve_connector(ngx_conf_t *cf,
 
     if (problem != NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"astralform_connector %V %V\" %s in %s:%ui",
-                      &p->project, &p->slug, problem, p->file, p->line);
+                      "\"astralform_connector %V %V\" %s%s in %s:%ui",
+                      &p->project, &p->slug, problem,
+                      conn->def == NULL && project != NULL
+                      ? ngx_astralform_known_slugs(amcf, known,
+                                                   sizeof(known))
+                      : (u_char *) "",
+                      p->file, p->line);
         return NGX_ERROR;
     }
 
@@ -903,6 +963,22 @@ ngx_astralform_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+static char *
+ngx_astralform_dashboard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    if (clcf->handler != NULL) {
+        return "is duplicate";
+    }
+
+    clcf->handler = ngx_astralform_dashboard_handler;
+
+    return NGX_CONF_OK;
+}
+
+
 /* a key file holds one key a line; several lines allow rotation */
 static ngx_int_t
 ngx_astralform_read_keys(ngx_conf_t *cf, ngx_str_t *path, ngx_array_t *keys)
@@ -971,14 +1047,45 @@ ngx_astralform_valid_id(ngx_str_t *id)
 }
 
 
+/* " (known: a, b, c)" for a message about an unknown slug */
+static u_char *
+ngx_astralform_known_slugs(ngx_astralform_main_conf_t *amcf, u_char *buf,
+    size_t size)
+{
+    u_char                *p, *last;
+    ngx_uint_t             i;
+    ngx_astralform_def_t  *def;
+
+    p = buf;
+    last = buf + size - 2;
+    def = amcf->catalog.defs.elts;
+
+    p = ngx_slprintf(p, last, " (known:");
+
+    for (i = 0; i < amcf->catalog.defs.nelts; i++) {
+        p = ngx_slprintf(p, last, "%s %V", i ? "," : "", &def[i].slug);
+    }
+
+    if (i == 0) {
+        p = ngx_slprintf(p, last, " none: check astralform_catalog");
+    }
+
+    *p++ = ')';
+    *p = '\0';
+
+    return buf;
+}
+
+
+/* "a,b,c": every item non-empty (a stray comma is a typo, not a wish) */
 static ngx_array_t *
-ngx_astralform_split_list(ngx_pool_t *pool, ngx_str_t *list)
+ngx_astralform_split_list(ngx_conf_t *cf, ngx_str_t *param, ngx_str_t *list)
 {
     u_char       *p, *last, *comma;
     ngx_str_t    *item;
     ngx_array_t  *a;
 
-    a = ngx_array_create(pool, 4, sizeof(ngx_str_t));
+    a = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
     if (a == NULL) {
         return NULL;
     }
@@ -986,25 +1093,33 @@ ngx_astralform_split_list(ngx_pool_t *pool, ngx_str_t *list)
     p = list->data;
     last = list->data + list->len;
 
-    while (p < last) {
+    for ( ;; ) {
         comma = ngx_strlchr(p, last, ',');
         if (comma == NULL) {
             comma = last;
         }
 
-        if (comma > p) {
-            item = ngx_array_push(a);
-            if (item == NULL) {
-                return NULL;
-            }
-            item->data = p;
-            item->len = comma - p;
+        if (comma == p) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"astralform_connector\" has an empty item "
+                               "in \"%V\": separate items with one comma",
+                               param);
+            return NULL;
+        }
+
+        item = ngx_array_push(a);
+        if (item == NULL) {
+            return NULL;
+        }
+        item->data = p;
+        item->len = comma - p;
+
+        if (comma == last) {
+            return a;
         }
 
         p = comma + 1;
     }
-
-    return a;
 }
 
 

@@ -12,8 +12,6 @@
 
 static ngx_int_t ngx_astralform_send_text(ngx_astralform_ctx_t *ctx,
     ngx_uint_t status, const char *type, u_char *text, size_t len);
-static ngx_int_t ngx_astralform_out_header(ngx_http_request_t *r,
-    const char *name, ngx_str_t *value);
 
 
 void
@@ -101,8 +99,6 @@ ngx_astralform_send_text(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
 {
     ngx_int_t               rc;
     ngx_str_t               v;
-    ngx_buf_t              *b;
-    ngx_chain_t             out;
     ngx_http_request_t     *r;
     ngx_astralform_flow_t  *flow;
 
@@ -160,39 +156,5 @@ ngx_astralform_send_text(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
         return rc;
     }
 
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = text;
-    b->last = text + len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-static ngx_int_t
-ngx_astralform_out_header(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value = *value;
-
-    return NGX_OK;
+    return ngx_astralform_send_body(r, text, len);
 }

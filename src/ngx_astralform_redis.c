@@ -1631,6 +1631,15 @@ ngx_astralform_redis_addr(ngx_conf_t *cf, ngx_str_t *value,
         return NGX_ERROR;
     }
 
+    /* a forgotten port is more often a typo than a wish for the default */
+    if (u.no_port) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"astralform_redis\" address \"%V\" has no "
+                           "port: write \"%V:%i\" (or unix:/path)",
+                           value, value, default_port);
+        return NGX_ERROR;
+    }
+
     addr->name = *value;
 
     addr->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN);

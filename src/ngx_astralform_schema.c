@@ -41,6 +41,9 @@ static ngx_int_t ngx_astralform_schema_number(
     const char *path);
 static ngx_int_t ngx_astralform_schema_fail(ngx_astralform_schema_ctx_t *sc,
     const char *path, const char *fmt, ...);
+static ngx_int_t ngx_astralform_schema_fail_list(
+    ngx_astralform_schema_ctx_t *sc, const char *path, const char *what,
+    json_t *list);
 static size_t ngx_astralform_utf8_length(const char *s, size_t len);
 
 
@@ -91,9 +94,8 @@ ngx_astralform_schema_value(ngx_astralform_schema_ctx_t *sc, json_t *schema,
         }
 
         if (i == json_array_size(v)) {
-            return ngx_astralform_schema_fail(sc, path,
-                                              "must be one of the allowed "
-                                              "values");
+            return ngx_astralform_schema_fail_list(sc, path, "must be one of",
+                                                   v);
         }
     }
 
@@ -246,9 +248,8 @@ ngx_astralform_schema_object(ngx_astralform_schema_ctx_t *sc, json_t *schema,
              * says otherwise: a typo must not silently drop an argument.
              */
             if (json_is_false(extra) || (sc->top && extra == NULL)) {
-                return ngx_astralform_schema_fail(sc, (char *) sub,
-                                                  "is not a known "
-                                                  "argument");
+                return ngx_astralform_schema_fail_list(sc, (char *) sub,
+                           "is not a known argument; known:", props);
             }
 
             n = json_is_object(extra) ? extra : NULL;
@@ -371,8 +372,8 @@ ngx_astralform_schema_string(ngx_astralform_schema_ctx_t *sc, json_t *schema,
     n = ngx_regex_exec(rc.regex, &subject, NULL, 0);
 
     if (n == NGX_REGEX_NO_MATCHED) {
-        return ngx_astralform_schema_fail(sc, path, "does not have the "
-                                          "expected format");
+        return ngx_astralform_schema_fail(sc, path, "must match the "
+                                          "pattern %V", &rc.pattern);
     }
 
     return NGX_OK;
@@ -433,6 +434,51 @@ ngx_astralform_schema_fail(ngx_astralform_schema_ctx_t *sc, const char *path,
     va_start(args, fmt);
     p = ngx_vslprintf(p, sc->last, fmt, args);
     va_end(args);
+
+    *p = '\0';
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * "path what a, b, c": the allowed values of an enum (compact JSON) or the
+ * names of an object's properties, as many as the message has room for.
+ */
+static ngx_int_t
+ngx_astralform_schema_fail_list(ngx_astralform_schema_ctx_t *sc,
+    const char *path, const char *what, json_t *list)
+{
+    u_char      *p;
+    char        *text;
+    size_t       i;
+    json_t      *v;
+    const char  *key, *sep;
+
+    p = ngx_slprintf(sc->err, sc->last, "%s %s", path, what);
+    sep = " ";
+
+    if (json_is_array(list)) {
+        json_array_foreach(list, i, v) {
+            text = json_dumps(v, JSON_COMPACT|JSON_ENCODE_ANY);
+            if (text == NULL) {
+                break;
+            }
+            p = ngx_slprintf(p, sc->last, "%s%s", sep, text);
+            ngx_free(text);
+            sep = ", ";
+        }
+
+    } else if (json_is_object(list)) {
+        json_object_foreach(list, key, v) {
+            p = ngx_slprintf(p, sc->last, "%s\"%s\"", sep, key);
+            sep = ", ";
+        }
+    }
+
+    if (*sep == ' ') {
+        p = ngx_slprintf(p, sc->last, " none");
+    }
 
     *p = '\0';
 

@@ -79,5 +79,9 @@ ngx_int_t ngx_astralform_token_copy(ngx_pool_t *pool,
     ngx_astralform_token_t *dst, ngx_astralform_token_t *src);
 void ngx_astralform_token_wipe(ngx_astralform_token_t *tok);
 
+/* connections.c: one connection row (tok NULL: nothing stored) */
+json_t *ngx_astralform_connection_json(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn, ngx_astralform_token_t *tok);
+
 
 #endif /* _NGX_ASTRALFORM_TOKENS_H_INCLUDED_ */

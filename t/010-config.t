@@ -220,7 +220,7 @@ __DATA__
     }
 --- request
 GET /v1/health
---- response_body_like: ^\{"status":"ok","redis":"up","mode":"single","master":"127\.0\.0\.1:\d+"\}$
+--- response_body_like: ^\{"status":"ok","redis":"up","mode":"single","master":"127\.0\.0\.1:\d+","version":"0\.10\.0"\}$
 --- no_error_log
 [error]
 [emerg]
@@ -821,7 +821,7 @@ qq{cannot read secret file "$::F/no-such.secret"}
     }
 --- request
 GET /v1/health
---- response_body_like: ^\{"status":"ok","redis":"up","mode":"single","master":"127\.0\.0\.1:\d+"\}$
+--- response_body_like: ^\{"status":"ok","redis":"up","mode":"single","master":"127\.0\.0\.1:\d+","version":"0\.10\.0"\}$
 --- no_error_log
 [error]
 

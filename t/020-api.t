@@ -222,7 +222,7 @@ GET /v1/health
 --- response_headers
 Content-Type: application/json
 Cache-Control: no-store
---- response_body_like: ^\{"status":"ok","redis":"up","mode":"single","master":"127\.0\.0\.1:\d+"\}$
+--- response_body_like: ^\{"status":"ok","redis":"up","mode":"single","master":"127\.0\.0\.1:\d+","version":"0\.10\.0"\}$
 --- no_error_log
 [error]
 

@@ -199,6 +199,10 @@ if [ -f t/servers/oidc-server.mjs ]; then
         "http://127.0.0.1:$TEST_NGINX_SERVER_PORT/v1/connectors/oauth/callback"
 fi
 
+# every API answer of the run, for t/098-openapi.t
+export TEST_NGINX_ANSWERS=${TEST_NGINX_ANSWERS:-$RUN_TMP/answers.jsonl}
+npm_install t/browser
+
 export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
 export TEST_NGINX_REPO=$ROOT
 export TEST_NGINX_MASTER_PROCESS=${TEST_NGINX_MASTER_PROCESS:-on}

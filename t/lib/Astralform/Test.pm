@@ -402,7 +402,28 @@ sub http_raw {
         $resp .= $buf;
     }
     close $sock;
+    record_answer($req, $resp);
     return ($resp, undef);
+}
+
+# With TEST_NGINX_ANSWERS set (t/run.sh does), every whole answer of the
+# API is appended to that file as a JSON line {method, path, status, type,
+# body}; t/098-openapi.t checks them all against docs/openapi.json.
+sub record_answer {
+    my ($req, $resp) = @_;
+    my $file = $ENV{TEST_NGINX_ANSWERS} or return;
+    my ($method, $path) = $req =~ m{\A([A-Z]+) (/v1/\S*) HTTP/1\.[01]\r\n}
+        or return;
+    my $r = eval { parse_http_response($resp) } or return;
+    return unless $r->{code} =~ /\A\d{3}\z/;
+    require JSON::PP;
+    my $line = JSON::PP->new->canonical->encode({
+        method => $method, path => $path, status => 0 + $r->{code},
+        type => scalar($r->{headers}->header('Content-Type')) // '',
+        body => $r->{body} });
+    open my $fh, '>>', $file or return;
+    print $fh "$line\n";
+    close $fh;
 }
 
 # Split a raw HTTP/1.x response.  Returns a hashref: code, message,
