@@ -719,6 +719,9 @@ ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ngx_astralform_discard_body(r, status);
+    ctx->answered = 1;
+
     /* 15 digits: 48.8534 stays 48.8534, not 48.853400000000001 */
     text = json_dumps(head, JSON_COMPACT|JSON_REAL_PRECISION(15));
     json_decref(head);
@@ -783,6 +786,26 @@ ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * An answer sent before the body is read must discard the body (as
+ * nginx's own special responses do): left on a keep-alive connection, a
+ * body that is itself an HTTP request would be read as the next request.
+ * A no-op once the body is read or discarded.
+ */
+void
+ngx_astralform_discard_body(ngx_http_request_t *r, ngx_uint_t status)
+{
+    if (status >= NGX_HTTP_SPECIAL_RESPONSE) {
+        /* no "100 Continue" for a request that is refused */
+        r->expect_tested = 1;
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
 }
 
 

@@ -109,6 +109,9 @@ ngx_astralform_send_text(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
     r = ctx->request;
     flow = ctx->data;
 
+    ngx_astralform_discard_body(r, status);
+    ctx->answered = 1;
+
     /* browser pages: not cached, no referrer, no framing, no scripts */
 
     ngx_str_set(&v, "no-store");
