@@ -140,6 +140,10 @@ json_t *ngx_astralform_error_json(ngx_astralform_ctx_t *ctx,
 void ngx_astralform_finish(ngx_astralform_ctx_t *ctx, ngx_int_t rc);
 void ngx_astralform_store_unavailable(ngx_astralform_ctx_t *ctx);
 void ngx_astralform_discard_body(ngx_http_request_t *r, ngx_uint_t status);
+/* the body read, in one piece; NGX_DECLINED when over the size limit */
+ngx_int_t ngx_astralform_request_body(ngx_astralform_ctx_t *ctx,
+    ngx_str_t *body);
+ngx_int_t ngx_astralform_body_too_large(ngx_astralform_ctx_t *ctx);
 /* errors: nginx's own error answers in astralform_api locations as JSON */
 ngx_int_t ngx_astralform_errors_init(ngx_conf_t *cf);
 /* the 403 admin_required answer, for: if (!is_admin) return ...; */
@@ -189,6 +193,8 @@ ngx_int_t ngx_astralform_tools_call_handler(ngx_astralform_ctx_t *ctx);
 ngx_int_t ngx_astralform_connections_handler(ngx_astralform_ctx_t *ctx);
 ngx_int_t ngx_astralform_oauth_authorize_handler(ngx_astralform_ctx_t *ctx);
 ngx_int_t ngx_astralform_oauth_callback_handler(ngx_astralform_ctx_t *ctx);
+/* blanks every "code=" argument (any case) in what the logs show */
+void ngx_astralform_redact_code(ngx_http_request_t *r);
 
 ngx_int_t ngx_astralform_api_handler(ngx_http_request_t *r);
 ngx_int_t ngx_astralform_variables_add(ngx_conf_t *cf);

@@ -18,7 +18,8 @@
 typedef enum {
     NGX_ASTRALFORM_AUTH_NONE = 0,   /* public */
     NGX_ASTRALFORM_AUTH_ANY,        /* any project's key */
-    NGX_ASTRALFORM_AUTH_PROJECT     /* a key of the project in the path */
+    NGX_ASTRALFORM_AUTH_PROJECT,    /* a key of the project in the path */
+    NGX_ASTRALFORM_AUTH_FORM        /* public, a browser form's body */
 } ngx_astralform_auth_e;
 
 
@@ -95,6 +96,9 @@ static ngx_astralform_route_t  ngx_astralform_routes[] = {
         "authorize", NULL },
       NGX_ASTRALFORM_AUTH_PROJECT, ngx_astralform_connections_handler },
 
+    { NGX_HTTP_POST, { "v1", "connectors", "oauth", "authorize", NULL },
+      NGX_ASTRALFORM_AUTH_FORM, ngx_astralform_oauth_authorize_handler },
+
     { 0, { NULL }, 0, NULL }
 };
 
@@ -127,13 +131,20 @@ ngx_astralform_api_handler(ngx_http_request_t *r)
     /* every path below answers through ngx_astralform_finish() */
     r->main->count++;
 
-    if (ngx_astralform_split(r, ctx) != NGX_OK) {
-        rc = ngx_astralform_send_error(ctx, NGX_HTTP_NOT_FOUND, "not_found",
-                                       "no such endpoint");
-        goto done;
+    route = NULL;
+    matched = 0;
+
+    /* a path of too many segments is no endpoint: route stays NULL */
+    if (ngx_astralform_split(r, ctx) == NGX_OK) {
+        route = ngx_astralform_route(ctx, &matched);
     }
 
-    route = ngx_astralform_route(ctx, &matched);
+    /* the callback reads its code first, then blanks it itself */
+    if (route == NULL
+        || route->handler != ngx_astralform_oauth_callback_handler)
+    {
+        ngx_astralform_redact_code(r);
+    }
 
     if (route == NULL) {
         if (matched) {
@@ -182,6 +193,7 @@ ngx_astralform_api_handler(ngx_http_request_t *r)
     }
 
     ctx->data = route->handler;
+    ctx->form = (route->auth == NGX_ASTRALFORM_AUTH_FORM);
 
     if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH))) {
         rc = ngx_http_discard_request_body(r);
@@ -195,13 +207,7 @@ ngx_astralform_api_handler(ngx_http_request_t *r)
     }
 
     if (r->headers_in.content_length_n > (off_t) ctx->amcf->max_body_size) {
-        rc = ngx_astralform_send_error(ctx,
-                                       NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                       "body_too_large",
-                                       "the request body is larger than "
-                                       "%uz bytes",
-                                       ctx->amcf->max_body_size);
-        r->keepalive = 0;
+        rc = ngx_astralform_body_too_large(ctx);
         goto done;
     }
 
@@ -403,7 +409,9 @@ ngx_astralform_authenticate(ngx_astralform_ctx_t *ctx,
     ngx_astralform_project_t   *project, *owner;
     ngx_astralform_key_role_e   role;
 
-    if (route->auth == NGX_ASTRALFORM_AUTH_NONE) {
+    if (route->auth == NGX_ASTRALFORM_AUTH_NONE
+        || route->auth == NGX_ASTRALFORM_AUTH_FORM)
+    {
         return NGX_OK;
     }
 
@@ -481,6 +489,12 @@ ngx_astralform_body_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_astralform_module);
 
+    /* a browser form: its handler reads the body itself */
+    if (ctx->form) {
+        ngx_astralform_dispatch(ctx);
+        return;
+    }
+
     /* NGX_DONE: the body was refused and answered */
     if (ngx_astralform_parse_body(ctx) == NGX_OK) {
         ngx_astralform_dispatch(ctx);
@@ -488,23 +502,25 @@ ngx_astralform_body_handler(ngx_http_request_t *r)
 }
 
 
-/* NGX_OK with ctx->body set, or NGX_DONE with the request answered */
-static ngx_int_t
-ngx_astralform_parse_body(ngx_astralform_ctx_t *ctx)
+/*
+ * The request body in one piece of memory (empty when there is none).
+ * NGX_DECLINED: larger than astralform_max_body_size.
+ */
+ngx_int_t
+ngx_astralform_request_body(ngx_astralform_ctx_t *ctx, ngx_str_t *body)
 {
     u_char              *p;
     size_t               len;
     ssize_t              n;
-    ngx_int_t            rc;
     ngx_buf_t           *b;
     ngx_chain_t         *cl;
-    json_error_t         jerr;
     ngx_http_request_t  *r;
 
     r = ctx->request;
+    ngx_str_null(body);
 
     if (r->request_body == NULL) {
-        goto empty;
+        return NGX_OK;
     }
 
     len = 0;
@@ -513,24 +529,16 @@ ngx_astralform_parse_body(ngx_astralform_ctx_t *ctx)
     }
 
     if (len > ctx->amcf->max_body_size) {
-        r->keepalive = 0;
-        rc = ngx_astralform_send_error(ctx,
-                                       NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                       "body_too_large",
-                                       "the request body is larger than "
-                                       "%uz bytes",
-                                       ctx->amcf->max_body_size);
-        goto failed;
+        return NGX_DECLINED;
     }
 
     if (len == 0) {
-        goto empty;
+        return NGX_OK;
     }
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto failed;
+        return NGX_ERROR;
     }
 
     len = 0;
@@ -542,8 +550,7 @@ ngx_astralform_parse_body(ngx_astralform_ctx_t *ctx)
             n = ngx_read_file(b->file, p + len, b->file_last - b->file_pos,
                               b->file_pos);
             if (n == NGX_ERROR) {
-                rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-                goto failed;
+                return NGX_ERROR;
             }
             len += n;
 
@@ -553,7 +560,53 @@ ngx_astralform_parse_body(ngx_astralform_ctx_t *ctx)
         }
     }
 
-    ctx->body = json_loadb((char *) p, len, JSON_REJECT_DUPLICATES, &jerr);
+    body->data = p;
+    body->len = len;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_astralform_body_too_large(ngx_astralform_ctx_t *ctx)
+{
+    ctx->request->keepalive = 0;
+
+    return ngx_astralform_send_error(ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                     "body_too_large",
+                                     "the request body is larger than "
+                                     "%uz bytes", ctx->amcf->max_body_size);
+}
+
+
+/* NGX_OK with ctx->body set, or NGX_DONE with the request answered */
+static ngx_int_t
+ngx_astralform_parse_body(ngx_astralform_ctx_t *ctx)
+{
+    ngx_int_t     rc;
+    ngx_str_t     body;
+    json_error_t  jerr;
+
+    switch (ngx_astralform_request_body(ctx, &body)) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_DECLINED:
+        rc = ngx_astralform_body_too_large(ctx);
+        goto failed;
+
+    default:
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
+    }
+
+    if (body.len == 0) {
+        goto empty;
+    }
+
+    ctx->body = json_loadb((char *) body.data, body.len,
+                           JSON_REJECT_DUPLICATES, &jerr);
 
     if (ctx->body == NULL) {
         /* jansson's text may quote the body (a secret): position only */
