@@ -10,6 +10,7 @@
 
 
 #include "ngx_astralform.h"
+#include "ngx_astralform_scrub.h"
 
 
 #define NGX_ASTRALFORM_MAX_IDENTITY  128
@@ -49,6 +50,8 @@ static ngx_int_t ngx_astralform_health_handler(ngx_astralform_ctx_t *ctx);
 static void ngx_astralform_health_reply(redisReply *reply, void *data);
 static ngx_int_t ngx_astralform_catalog_handler(ngx_astralform_ctx_t *ctx);
 static void ngx_astralform_ctx_cleanup(void *data);
+static ngx_int_t ngx_astralform_scrub_answer(ngx_astralform_ctx_t *ctx,
+    json_t *head, ngx_str_t **raw);
 
 
 static ngx_astralform_route_t  ngx_astralform_routes[] = {
@@ -775,6 +778,13 @@ ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
     ngx_astralform_discard_body(r, status);
     ctx->answered = 1;
 
+    if (ctx->secrets != NULL
+        && ngx_astralform_scrub_answer(ctx, head, &raw) != NGX_OK)
+    {
+        json_decref(head);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     /* 15 digits: 48.8534 stays 48.8534, not 48.853400000000001 */
     text = json_dumps(head, JSON_COMPACT|JSON_REAL_PRECISION(15));
     json_decref(head);
@@ -859,6 +869,80 @@ ngx_astralform_discard_body(ngx_http_request_t *r, ngx_uint_t status)
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         r->keepalive = 0;
     }
+}
+
+
+/*
+ * No credential the gateway sent goes back (ngx_astralform_scrub.c). A raw
+ * member is parsed again only when it may hold one: a form appears in it,
+ * or a \u-escape could hide one.
+ */
+static ngx_int_t
+ngx_astralform_scrub_answer(ngx_astralform_ctx_t *ctx, json_t *head,
+    ngx_str_t **raw)
+{
+    char        *text;
+    json_t      *body;
+    ngx_str_t    out, *copy, *f;
+    ngx_uint_t   i, suspect;
+
+    if (ngx_astralform_scrub_json(ctx->request->pool, ctx->secrets, head)
+        == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    if (*raw == NULL) {
+        return NGX_OK;
+    }
+
+    suspect = ngx_strlcasestrn((*raw)->data, (*raw)->data + (*raw)->len,
+                               (u_char *) "\\u", 1) != NULL;
+
+    f = ctx->secrets->elts;
+
+    for (i = 0; !suspect && i < ctx->secrets->nelts; i++) {
+        suspect = (*raw)->len >= f[i].len
+                  && ngx_strlcasestrn((*raw)->data,
+                                      (*raw)->data + (*raw)->len,
+                                      f[i].data, f[i].len - 1) != NULL;
+    }
+
+    if (!suspect) {
+        return NGX_OK;
+    }
+
+    body = json_loadb((char *) (*raw)->data, (*raw)->len, 0, NULL);
+    if (body == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_astralform_scrub_json(ctx->request->pool, ctx->secrets, body)
+        != NGX_OK)
+    {
+        json_decref(body);
+        return NGX_OK;
+    }
+
+    text = json_dumps(body, JSON_COMPACT|JSON_ENCODE_ANY
+                            |JSON_REAL_PRECISION(15));
+    json_decref(body);
+
+    copy = ngx_palloc(ctx->request->pool, sizeof(ngx_str_t));
+
+    if (text == NULL || copy == NULL
+        || ngx_astralform_strdup(ctx->request->pool, &out, text) != NGX_OK)
+    {
+        ngx_free(text);
+        return NGX_ERROR;
+    }
+
+    ngx_free(text);
+
+    *copy = out;
+    *raw = copy;
+
+    return NGX_OK;
 }
 
 
