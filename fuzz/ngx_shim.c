@@ -383,6 +383,40 @@ ngx_hextoi(u_char *line, size_t n)
 }
 
 
+void
+ngx_strlow(u_char *dst, u_char *src, size_t n)
+{
+    while (n--) {
+        *dst++ = ngx_tolower(*src);
+        src++;
+    }
+}
+
+
+/* s2 is lowercase, n is its length minus one (nginx's contract) */
+u_char *
+ngx_strlcasestrn(u_char *s1, u_char *last, u_char *s2, size_t n)
+{
+    size_t  i;
+
+    n++;
+
+    for ( /* void */ ; s1 + n <= last; s1++) {
+        for (i = 0; i < n; i++) {
+            if (ngx_tolower(s1[i]) != s2[i]) {
+                break;
+            }
+        }
+
+        if (i == n) {
+            return s1;
+        }
+    }
+
+    return NULL;
+}
+
+
 /* RFC 3986 unreserved stay; only the component escaping is used */
 uintptr_t
 ngx_escape_uri(u_char *dst, u_char *src, size_t size, ngx_uint_t type)

@@ -8,7 +8,8 @@
 #   make fuzz FUZZ_SECONDS=0                  seeds only (a regression run)
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= schema open body catalog provider sse redis token origin
+FUZZ_TARGETS ?= schema open body catalog provider sse redis token origin \
+                scrub
 FUZZ_CC      ?= clang
 FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_OBJ     := $(FUZZ_DIR)/obj
@@ -25,7 +26,7 @@ FUZZ_LIBS    := -ljansson -lhiredis -lcrypto -lpcre2-8 -lcurl
 FUZZ_HDRS    := $(wildcard src/*.h fuzz/*.h) mk/fuzz.mk
 
 FUZZ_BASE    := ngx_shim fuzz_util
-FUZZ_GATEWAY := $(FUZZ_BASE) fuzz_gateway ngx_astralform_catalog \
+FUZZ_GATEWAY := $(FUZZ_BASE) fuzz_gateway ngx_astralform_catalog ngx_astralform_scrub \
                 ngx_astralform_crypto ngx_astralform_store \
                 ngx_astralform_tokens ngx_astralform_tools \
                 ngx_astralform_connectors ngx_astralform_mcp \
@@ -41,6 +42,8 @@ FUZZ_LINK_redis    := $(FUZZ_GATEWAY)
 FUZZ_LINK_token    := $(FUZZ_GATEWAY) ngx_astralform_oauth_token \
                       ngx_astralform_oauth_util
 FUZZ_LINK_origin   := $(FUZZ_BASE) ngx_astralform_catalog
+FUZZ_LINK_scrub    := $(FUZZ_GATEWAY) ngx_astralform_oauth_token \
+                      ngx_astralform_oauth_util
 
 FUZZ_BINS := $(addprefix $(FUZZ_DIR)/fuzz_,$(FUZZ_TARGETS))
 
@@ -58,7 +61,7 @@ $(FUZZ_OBJ)/%.o: fuzz/%.c $(FUZZ_HDRS) $(NGX_BUILD)/objs/Makefile
 	@mkdir -p $(FUZZ_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_DEFS) $(FUZZ_INCS) -c $< -o $@
 
-FUZZ_ALL := schema open body catalog provider sse redis token origin
+FUZZ_ALL := schema open body catalog provider sse redis token origin scrub
 
 define FUZZ_RULE
 $(FUZZ_DIR)/fuzz_$(1): $(FUZZ_OBJ)/fuzz_$(1).o \

@@ -115,6 +115,13 @@ struct ngx_astralform_ctx_s {
     json_t                       *result;          /* answer being built;
                                                       released with r */
     void                         *data;            /* the handler's own */
+
+    ngx_array_t                  *secrets;         /* scrub forms of the
+                                                      credentials sent */
+    ngx_buf_t                    *envelope;        /* nginx's own error,
+                                                      as JSON */
+    unsigned                      answered:1;      /* the module answered */
+    unsigned                      form:1;          /* body: a browser form */
 };
 
 
@@ -135,6 +142,13 @@ json_t *ngx_astralform_error_json(ngx_astralform_ctx_t *ctx,
     const char *code, const char *fmt, va_list args);
 void ngx_astralform_finish(ngx_astralform_ctx_t *ctx, ngx_int_t rc);
 void ngx_astralform_store_unavailable(ngx_astralform_ctx_t *ctx);
+void ngx_astralform_discard_body(ngx_http_request_t *r, ngx_uint_t status);
+/* the body read, in one piece; NGX_DECLINED when over the size limit */
+ngx_int_t ngx_astralform_request_body(ngx_astralform_ctx_t *ctx,
+    ngx_str_t *body);
+ngx_int_t ngx_astralform_body_too_large(ngx_astralform_ctx_t *ctx);
+/* errors: nginx's own error answers in astralform_api locations as JSON */
+ngx_int_t ngx_astralform_errors_init(ngx_conf_t *cf);
 /* the 403 admin_required answer, for: if (!is_admin) return ...; */
 ngx_int_t ngx_astralform_admin_required(ngx_astralform_ctx_t *ctx);
 #define ngx_astralform_is_admin(ctx)                                         \
@@ -197,6 +211,8 @@ ngx_int_t ngx_astralform_agents_list_handler(ngx_astralform_ctx_t *ctx);
 ngx_int_t ngx_astralform_diagnose_handler(ngx_astralform_ctx_t *ctx);
 /* the troubleshooting checks of ctx->connector_id, ctx->agent, ctx->user */
 ngx_int_t ngx_astralform_diagnose(ngx_astralform_ctx_t *ctx);
+/* blanks every "code=" argument (any case) in what the logs show */
+void ngx_astralform_redact_code(ngx_http_request_t *r);
 
 ngx_int_t ngx_astralform_api_handler(ngx_http_request_t *r);
 ngx_int_t ngx_astralform_variables_add(ngx_conf_t *cf);

@@ -11,6 +11,7 @@
 
 #include "ngx_astralform.h"
 #include "ngx_astralform_revocations.h"
+#include "ngx_astralform_scrub.h"
 
 
 #define NGX_ASTRALFORM_MAX_IDENTITY  128
@@ -19,7 +20,8 @@
 typedef enum {
     NGX_ASTRALFORM_AUTH_NONE = 0,   /* public */
     NGX_ASTRALFORM_AUTH_ANY,        /* any project's key */
-    NGX_ASTRALFORM_AUTH_PROJECT     /* a key of the project in the path */
+    NGX_ASTRALFORM_AUTH_PROJECT,    /* a key of the project in the path */
+    NGX_ASTRALFORM_AUTH_FORM        /* public, a browser form's body */
 } ngx_astralform_auth_e;
 
 
@@ -79,6 +81,8 @@ static const char *ngx_astralform_unknown_field(json_t *body,
     const char **known);
 static ngx_int_t ngx_astralform_unknown_field_error(
     ngx_astralform_ctx_t *ctx, const char *field, const char **known);
+static ngx_int_t ngx_astralform_scrub_answer(ngx_astralform_ctx_t *ctx,
+    json_t *head, ngx_str_t **raw);
 
 
 static ngx_astralform_route_t  ngx_astralform_routes[] = {
@@ -139,6 +143,9 @@ static ngx_astralform_route_t  ngx_astralform_routes[] = {
     { NGX_HTTP_GET, { "v1", "projects", "*", "diagnose", NULL },
       NGX_ASTRALFORM_AUTH_PROJECT, ngx_astralform_diagnose_handler },
 
+    { NGX_HTTP_POST, { "v1", "connectors", "oauth", "authorize", NULL },
+      NGX_ASTRALFORM_AUTH_FORM, ngx_astralform_oauth_authorize_handler },
+
     { 0, { NULL }, 0, NULL }
 };
 
@@ -189,13 +196,20 @@ ngx_astralform_api_handler(ngx_http_request_t *r)
     /* every path below answers through ngx_astralform_finish() */
     r->main->count++;
 
-    if (ngx_astralform_split(r, ctx) != NGX_OK) {
-        rc = ngx_astralform_send_error(ctx, NGX_HTTP_NOT_FOUND, "not_found",
-                                       "no such endpoint");
-        goto done;
+    route = NULL;
+    matched = 0;
+
+    /* a path of too many segments is no endpoint: route stays NULL */
+    if (ngx_astralform_split(r, ctx) == NGX_OK) {
+        route = ngx_astralform_route(ctx, &matched);
     }
 
-    route = ngx_astralform_route(ctx, &matched);
+    /* the callback reads its code first, then blanks it itself */
+    if (route == NULL
+        || route->handler != ngx_astralform_oauth_callback_handler)
+    {
+        ngx_astralform_redact_code(r);
+    }
 
     if (route == NULL) {
         if (matched) {
@@ -244,6 +258,7 @@ ngx_astralform_api_handler(ngx_http_request_t *r)
     }
 
     ctx->data = route;
+    ctx->form = (route->auth == NGX_ASTRALFORM_AUTH_FORM);
 
     if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH))) {
         rc = ngx_http_discard_request_body(r);
@@ -257,13 +272,7 @@ ngx_astralform_api_handler(ngx_http_request_t *r)
     }
 
     if (r->headers_in.content_length_n > (off_t) ctx->amcf->max_body_size) {
-        rc = ngx_astralform_send_error(ctx,
-                                       NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                       "body_too_large",
-                                       "the request body is larger than "
-                                       "%uz bytes",
-                                       ctx->amcf->max_body_size);
-        r->keepalive = 0;
+        rc = ngx_astralform_body_too_large(ctx);
         goto done;
     }
 
@@ -465,7 +474,9 @@ ngx_astralform_authenticate(ngx_astralform_ctx_t *ctx,
     ngx_astralform_project_t   *project, *owner;
     ngx_astralform_key_role_e   role;
 
-    if (route->auth == NGX_ASTRALFORM_AUTH_NONE) {
+    if (route->auth == NGX_ASTRALFORM_AUTH_NONE
+        || route->auth == NGX_ASTRALFORM_AUTH_FORM)
+    {
         return NGX_OK;
     }
 
@@ -591,6 +602,12 @@ ngx_astralform_body_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_astralform_module);
 
+    /* a browser form: its handler reads the body itself */
+    if (ctx->form) {
+        ngx_astralform_dispatch(ctx);
+        return;
+    }
+
     /* NGX_DONE: the body was refused and answered */
     if (ngx_astralform_parse_body(ctx) == NGX_OK) {
         ngx_astralform_dispatch(ctx);
@@ -598,23 +615,25 @@ ngx_astralform_body_handler(ngx_http_request_t *r)
 }
 
 
-/* NGX_OK with ctx->body set, or NGX_DONE with the request answered */
-static ngx_int_t
-ngx_astralform_parse_body(ngx_astralform_ctx_t *ctx)
+/*
+ * The request body in one piece of memory (empty when there is none).
+ * NGX_DECLINED: larger than astralform_max_body_size.
+ */
+ngx_int_t
+ngx_astralform_request_body(ngx_astralform_ctx_t *ctx, ngx_str_t *body)
 {
     u_char              *p;
     size_t               len;
     ssize_t              n;
-    ngx_int_t            rc;
     ngx_buf_t           *b;
     ngx_chain_t         *cl;
-    json_error_t         jerr;
     ngx_http_request_t  *r;
 
     r = ctx->request;
+    ngx_str_null(body);
 
     if (r->request_body == NULL) {
-        goto empty;
+        return NGX_OK;
     }
 
     len = 0;
@@ -623,24 +642,16 @@ ngx_astralform_parse_body(ngx_astralform_ctx_t *ctx)
     }
 
     if (len > ctx->amcf->max_body_size) {
-        r->keepalive = 0;
-        rc = ngx_astralform_send_error(ctx,
-                                       NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                       "body_too_large",
-                                       "the request body is larger than "
-                                       "%uz bytes",
-                                       ctx->amcf->max_body_size);
-        goto failed;
+        return NGX_DECLINED;
     }
 
     if (len == 0) {
-        goto empty;
+        return NGX_OK;
     }
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto failed;
+        return NGX_ERROR;
     }
 
     len = 0;
@@ -652,8 +663,7 @@ ngx_astralform_parse_body(ngx_astralform_ctx_t *ctx)
             n = ngx_read_file(b->file, p + len, b->file_last - b->file_pos,
                               b->file_pos);
             if (n == NGX_ERROR) {
-                rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-                goto failed;
+                return NGX_ERROR;
             }
             len += n;
 
@@ -663,7 +673,53 @@ ngx_astralform_parse_body(ngx_astralform_ctx_t *ctx)
         }
     }
 
-    ctx->body = json_loadb((char *) p, len, JSON_REJECT_DUPLICATES, &jerr);
+    body->data = p;
+    body->len = len;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_astralform_body_too_large(ngx_astralform_ctx_t *ctx)
+{
+    ctx->request->keepalive = 0;
+
+    return ngx_astralform_send_error(ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                     "body_too_large",
+                                     "the request body is larger than "
+                                     "%uz bytes", ctx->amcf->max_body_size);
+}
+
+
+/* NGX_OK with ctx->body set, or NGX_DONE with the request answered */
+static ngx_int_t
+ngx_astralform_parse_body(ngx_astralform_ctx_t *ctx)
+{
+    ngx_int_t     rc;
+    ngx_str_t     body;
+    json_error_t  jerr;
+
+    switch (ngx_astralform_request_body(ctx, &body)) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_DECLINED:
+        rc = ngx_astralform_body_too_large(ctx);
+        goto failed;
+
+    default:
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
+    }
+
+    if (body.len == 0) {
+        goto empty;
+    }
+
+    ctx->body = json_loadb((char *) body.data, body.len,
+                           JSON_REJECT_DUPLICATES, &jerr);
 
     if (ctx->body == NULL) {
         /* jansson's text may quote the body (a secret): position only */
@@ -843,6 +899,16 @@ ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ngx_astralform_discard_body(r, status);
+    ctx->answered = 1;
+
+    if (ctx->secrets != NULL
+        && ngx_astralform_scrub_answer(ctx, head, &raw) != NGX_OK)
+    {
+        json_decref(head);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     /* 15 digits: 48.8534 stays 48.8534, not 48.853400000000001 */
     text = json_dumps(head, JSON_COMPACT|JSON_REAL_PRECISION(15));
     json_decref(head);
@@ -907,6 +973,100 @@ ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * An answer sent before the body is read must discard the body (as
+ * nginx's own special responses do): left on a keep-alive connection, a
+ * body that is itself an HTTP request would be read as the next request.
+ * A no-op once the body is read or discarded.
+ */
+void
+ngx_astralform_discard_body(ngx_http_request_t *r, ngx_uint_t status)
+{
+    if (status >= NGX_HTTP_SPECIAL_RESPONSE) {
+        /* no "100 Continue" for a request that is refused */
+        r->expect_tested = 1;
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+}
+
+
+/*
+ * No credential the gateway sent goes back (ngx_astralform_scrub.c). A raw
+ * member is parsed again only when it may hold one: a form appears in it,
+ * or a \u-escape could hide one.
+ */
+static ngx_int_t
+ngx_astralform_scrub_answer(ngx_astralform_ctx_t *ctx, json_t *head,
+    ngx_str_t **raw)
+{
+    char        *text;
+    json_t      *body;
+    ngx_str_t    out, *copy, *f;
+    ngx_uint_t   i, suspect;
+
+    if (ngx_astralform_scrub_json(ctx->request->pool, ctx->secrets, head)
+        == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    if (*raw == NULL) {
+        return NGX_OK;
+    }
+
+    suspect = ngx_strlcasestrn((*raw)->data, (*raw)->data + (*raw)->len,
+                               (u_char *) "\\u", 1) != NULL;
+
+    f = ctx->secrets->elts;
+
+    for (i = 0; !suspect && i < ctx->secrets->nelts; i++) {
+        suspect = (*raw)->len >= f[i].len
+                  && ngx_strlcasestrn((*raw)->data,
+                                      (*raw)->data + (*raw)->len,
+                                      f[i].data, f[i].len - 1) != NULL;
+    }
+
+    if (!suspect) {
+        return NGX_OK;
+    }
+
+    body = json_loadb((char *) (*raw)->data, (*raw)->len, 0, NULL);
+    if (body == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_astralform_scrub_json(ctx->request->pool, ctx->secrets, body)
+        != NGX_OK)
+    {
+        json_decref(body);
+        return NGX_OK;
+    }
+
+    text = json_dumps(body, JSON_COMPACT|JSON_ENCODE_ANY
+                            |JSON_REAL_PRECISION(15));
+    json_decref(body);
+
+    copy = ngx_palloc(ctx->request->pool, sizeof(ngx_str_t));
+
+    if (text == NULL || copy == NULL
+        || ngx_astralform_strdup(ctx->request->pool, &out, text) != NGX_OK)
+    {
+        ngx_free(text);
+        return NGX_ERROR;
+    }
+
+    ngx_free(text);
+
+    *copy = out;
+    *raw = copy;
+
+    return NGX_OK;
 }
 
 

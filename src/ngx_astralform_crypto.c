@@ -17,6 +17,7 @@
 #include <openssl/rand.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
+#include <openssl/hmac.h>
 
 #include "ngx_astralform_crypto.h"
 
@@ -391,6 +392,53 @@ ngx_astralform_sha256_b64url(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *out)
     if (SHA256(in->data, in->len, md) == NULL) {
         return NGX_ERROR;
     }
+
+    out->data = ngx_pnalloc(pool, ngx_base64_encoded_length(sizeof(md)));
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    bin.data = md;
+    bin.len = sizeof(md);
+    ngx_encode_base64url(out, &bin);
+
+    return NGX_OK;
+}
+
+
+/*
+ * HMAC-SHA256 of data, as base64url, under a key derived from the sealing
+ * key for one purpose only (HMAC(sealing key, purpose)), so a MAC made for
+ * one use is worth nothing for another and the sealing key is never used
+ * as is. Every instance with the same first key computes the same MAC.
+ */
+ngx_int_t
+ngx_astralform_mac_b64url(ngx_pool_t *pool, ngx_array_t *keys,
+    const char *purpose, ngx_str_t *data, ngx_str_t *out)
+{
+    u_char                 sub[SHA256_DIGEST_LENGTH], md[SHA256_DIGEST_LENGTH];
+    ngx_str_t              bin;
+    unsigned int           len;
+    ngx_astralform_key_t  *key;
+
+    if (keys->nelts == 0) {
+        return NGX_ERROR;
+    }
+
+    key = keys->elts;
+
+    if (HMAC(EVP_sha256(), key[0].key, NGX_ASTRALFORM_KEY_LEN,
+             (u_char *) purpose, ngx_strlen(purpose), sub, &len)
+        == NULL
+        || HMAC(EVP_sha256(), sub, sizeof(sub), data->data, data->len, md,
+                &len)
+           == NULL)
+    {
+        ngx_explicit_memzero(sub, sizeof(sub));
+        return NGX_ERROR;
+    }
+
+    ngx_explicit_memzero(sub, sizeof(sub));
 
     out->data = ngx_pnalloc(pool, ngx_base64_encoded_length(sizeof(md)));
     if (out->data == NULL) {

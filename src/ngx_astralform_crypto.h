@@ -39,6 +39,8 @@ ngx_int_t ngx_astralform_random_token(ngx_pool_t *pool, ngx_str_t *out,
 ngx_uint_t ngx_astralform_secret_eq(ngx_str_t *a, ngx_str_t *b);
 ngx_int_t ngx_astralform_sha256_b64url(ngx_pool_t *pool, ngx_str_t *in,
     ngx_str_t *out);
+ngx_int_t ngx_astralform_mac_b64url(ngx_pool_t *pool, ngx_array_t *keys,
+    const char *purpose, ngx_str_t *data, ngx_str_t *out);
 ngx_int_t ngx_astralform_read_secret_file(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *out, ngx_uint_t trim);
 

@@ -413,6 +413,8 @@ ngx_astralform_http_setup_easy(CURL *easy)
         || curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https")
            != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK
+        /* the path goes out as built: libcurl removes no dot segment */
+        || curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L) != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                             (long) w->conf.connect_timeout)

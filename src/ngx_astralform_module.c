@@ -402,6 +402,10 @@ ngx_astralform_init_main_conf(ngx_conf_t *cf, void *conf)
 static ngx_int_t
 ngx_astralform_postconfiguration(ngx_conf_t *cf)
 {
+    if (ngx_astralform_errors_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_astralform_variables_add(cf);
 }
 

@@ -57,6 +57,8 @@ static ngx_int_t ngx_astralform_authorize_url(ngx_astralform_ctx_t *ctx,
 static void ngx_astralform_authorize_stored(redisReply *reply, void *data);
 
 static void ngx_astralform_callback_state(redisReply *reply, void *data);
+static void ngx_astralform_callback_consumed(redisReply *reply, void *data);
+static void ngx_astralform_callback_expired(ngx_astralform_ctx_t *ctx);
 static ngx_int_t ngx_astralform_callback_open(ngx_astralform_ctx_t *ctx,
     ngx_astralform_flow_t *flow, redisReply *reply);
 static void ngx_astralform_callback_loaded(ngx_astralform_ctx_t *ctx);
@@ -74,7 +76,6 @@ static ngx_int_t ngx_astralform_redact(ngx_pool_t *pool, ngx_str_t *s,
 static ngx_int_t ngx_astralform_requested_scopes(ngx_pool_t *pool,
     ngx_astralform_connector_t *conn, const char *separator,
     ngx_str_t *dst);
-static ngx_int_t ngx_astralform_origin(ngx_str_t *url, ngx_str_t *origin);
 static ngx_uint_t ngx_astralform_is_id(ngx_str_t *s);
 
 
@@ -194,12 +195,17 @@ ngx_astralform_oauth_return_url_ok(ngx_astralform_main_conf_t *amcf,
 
 
 /* ---------------------------------------------------------------------- */
-/* GET /v1/connectors/oauth/authorize?session=<PID>.<SID> */
+/*
+ * GET /v1/connectors/oauth/authorize?session=<PID>.<SID>: the confirmation
+ * page (ngx_astralform_oauth_confirm.c); POST of its form: the session is
+ * spent, the state stored, the browser sent to the provider.
+ */
 
 
 ngx_int_t
 ngx_astralform_oauth_authorize_handler(ngx_astralform_ctx_t *ctx)
 {
+    ngx_int_t               rc;
     ngx_str_t               value, sid, argv[2];
     ngx_astralform_flow_t  *flow;
 
@@ -210,7 +216,22 @@ ngx_astralform_oauth_authorize_handler(ngx_astralform_ctx_t *ctx)
 
     ctx->data = flow;
 
-    if (ngx_http_arg(ctx->request, (u_char *) "session", 7, &value) != NGX_OK
+    if (ctx->request->method == NGX_HTTP_POST) {
+        /* the confirmation page's form: Origin, cookie and token checked */
+        flow->confirmed = 1;
+
+        rc = ngx_astralform_oauth_confirm_check(ctx, flow, &value);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+    } else if (ngx_http_arg(ctx->request, (u_char *) "session", 7, &value)
+               != NGX_OK)
+    {
+        ngx_str_null(&value);
+    }
+
+    if (value.len == 0
         || ngx_astralform_oauth_project(ctx, &value, &sid) != NGX_OK)
     {
         ngx_astralform_oauth_page(ctx, NGX_HTTP_BAD_REQUEST, "invalid_session",
@@ -221,7 +242,32 @@ ngx_astralform_oauth_authorize_handler(ngx_astralform_ctx_t *ctx)
         return NGX_DONE;
     }
 
-    ngx_str_set(&argv[0], "GETDEL");
+    flow->session = value;
+
+    if (flow->confirmed
+        && ngx_astralform_oauth_confirm_token_ok(ctx, flow) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                      "astralform: connect confirmation for project \"%V\" "
+                      "without its browser cookie or token; refused",
+                      &ctx->project->id);
+
+        ngx_astralform_oauth_page(ctx, NGX_HTTP_FORBIDDEN,
+                                  "confirmation_failed",
+                                  "Please confirm again",
+                                  "This confirmation did not come from the "
+                                  "page this browser was shown. Open the "
+                                  "connect link again.");
+        return NGX_DONE;
+    }
+
+    /* the page only reads the session; its confirmation spends it */
+    if (flow->confirmed) {
+        ngx_str_set(&argv[0], "GETDEL");
+
+    } else {
+        ngx_str_set(&argv[0], "GET");
+    }
 
     if (ngx_astralform_key(ctx, &argv[1], "session", &sid) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -373,6 +419,22 @@ ngx_astralform_authorize_loaded(ngx_astralform_ctx_t *ctx)
         return;
     }
 
+    /* the connector may have changed since the link was made */
+    if (!flow->conn->allow_end_user_auth) {
+        ngx_astralform_oauth_page(ctx, NGX_HTTP_FORBIDDEN,
+                                  "end_user_auth_disabled",
+                                  "Connecting is turned off",
+                                  "The application no longer lets you connect "
+                                  "%V yourself. Go back to the application.",
+                                  &flow->conn->def->name);
+        return;
+    }
+
+    if (!flow->confirmed) {
+        ngx_astralform_oauth_confirm_page(ctx, flow);
+        return;
+    }
+
     def = flow->conn->def;
 
     if (ngx_astralform_random_token(pool, &state,
@@ -401,7 +463,7 @@ ngx_astralform_authorize_loaded(ngx_astralform_ctx_t *ctx)
         flow->issuer.data = p;
         flow->issuer.len = ngx_strlen(p);
 
-    } else if (ngx_astralform_origin(&def->authorize_url, &flow->issuer)
+    } else if (ngx_astralform_oauth_origin(&def->authorize_url, &flow->issuer)
                != NGX_OK)
     {
         ngx_astralform_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -685,9 +747,13 @@ ngx_astralform_oauth_callback_handler(ngx_astralform_ctx_t *ctx)
         return NGX_DONE;
     }
 
-    /* consumed first, whatever comes next: a state is good for one try */
+    /*
+     * Read first, consumed only once the browser binding is checked: a
+     * stranger's callback (without the cookie) must not burn the real
+     * browser's sign-in. Then GETDEL keeps a state good for one try.
+     */
 
-    ngx_str_set(&argv[0], "GETDEL");
+    ngx_str_set(&argv[0], "GET");
 
     if (ngx_astralform_key(ctx, &argv[1], "state", &flow->id) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -709,7 +775,7 @@ ngx_astralform_callback_state(redisReply *reply, void *data)
 {
     ngx_astralform_ctx_t *ctx = data;
 
-    ngx_int_t               rc;
+    ngx_str_t               argv[2];
     ngx_astralform_flow_t  *flow;
 
     flow = ctx->data;
@@ -725,15 +791,7 @@ ngx_astralform_callback_state(redisReply *reply, void *data)
     if (reply->type != REDIS_REPLY_STRING
         || ngx_astralform_callback_open(ctx, flow, reply) != NGX_OK)
     {
-        ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
-                      "astralform: OAuth callback with an unknown, used or "
-                      "expired state for project \"%V\"", &ctx->project->id);
-
-        ngx_astralform_oauth_page(ctx, NGX_HTTP_BAD_REQUEST, "invalid_state",
-                                  "This sign-in has expired",
-                                  "This sign-in has expired or was already "
-                                  "completed. Go back to the application and "
-                                  "start again.");
+        ngx_astralform_callback_expired(ctx);
         return;
     }
 
@@ -753,12 +811,74 @@ ngx_astralform_callback_state(redisReply *reply, void *data)
         return;
     }
 
+    /* the browser is the right one: now the state is spent */
+
+    ngx_str_set(&argv[0], "GETDEL");
+
+    if (ngx_astralform_key(ctx, &argv[1], "state", &flow->id) != NGX_OK) {
+        ngx_astralform_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (ngx_astralform_redis_send(ctx->request->pool,
+                                  ctx->request->connection->log,
+                                  ngx_astralform_callback_consumed, ctx, 2,
+                                  argv)
+        == NULL)
+    {
+        ngx_astralform_callback_consumed(NULL, ctx);
+    }
+}
+
+
+/* the state read before must be the one deleted: a race lost is a replay */
+static void
+ngx_astralform_callback_consumed(redisReply *reply, void *data)
+{
+    ngx_astralform_ctx_t *ctx = data;
+
+    ngx_int_t               rc;
+    ngx_astralform_flow_t  *flow;
+
+    flow = ctx->data;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        ngx_astralform_oauth_page(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "store_unavailable", "Please try again",
+                                  "The service is briefly unavailable. Go back "
+                                  "to the application and start again.");
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STRING
+        || reply->len != flow->blob.len
+        || ngx_memcmp(reply->str, flow->blob.data, reply->len) != 0)
+    {
+        ngx_astralform_callback_expired(ctx);
+        return;
+    }
+
     /* NGX_DONE, or the answer already sent (503 when Redis is down) */
     rc = ngx_astralform_load_project(ctx, 0, ngx_astralform_callback_loaded);
 
     if (rc != NGX_DONE) {
         ngx_astralform_finish(ctx, rc);
     }
+}
+
+
+static void
+ngx_astralform_callback_expired(ngx_astralform_ctx_t *ctx)
+{
+    ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
+                  "astralform: OAuth callback with an unknown, used or "
+                  "expired state for project \"%V\"", &ctx->project->id);
+
+    ngx_astralform_oauth_page(ctx, NGX_HTTP_BAD_REQUEST, "invalid_state",
+                              "This sign-in has expired",
+                              "This sign-in has expired or was already "
+                              "completed. Go back to the application and "
+                              "start again.");
 }
 
 
@@ -778,8 +898,13 @@ ngx_astralform_callback_open(ngx_astralform_ctx_t *ctx,
 
     pool = ctx->request->pool;
 
-    blob.data = (u_char *) reply->str;
-    blob.len = reply->len;
+    if (ngx_astralform_oauth_pdup(pool, &flow->blob, reply->str, reply->len)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    blob = flow->blob;
 
     if (ngx_astralform_aad(pool, &aad, &ctx->project->id, &flow->id,
                            "oauth_state", NULL) != NGX_OK
@@ -943,6 +1068,16 @@ ngx_astralform_callback_loaded(ngx_astralform_ctx_t *ctx)
         return;
     }
 
+    if (!flow->conn->allow_end_user_auth) {
+        ngx_astralform_oauth_page(ctx, NGX_HTTP_FORBIDDEN,
+                                  "end_user_auth_disabled",
+                                  "Connecting is turned off",
+                                  "The application turned off connecting %V "
+                                  "while you signed in. Go back to the "
+                                  "application.", &flow->conn->def->name);
+        return;
+    }
+
     params = json_pack("{s:s, s:o, s:s%+}",
                        "grant_type", "authorization_code",
                        "code", ngx_astralform_json_string(&flow->code),
@@ -1051,6 +1186,16 @@ ngx_astralform_flow_name(ngx_astralform_flow_t *flow)
 }
 
 
+/* every API request: "?code=" never reaches a log, whatever the route */
+void
+ngx_astralform_redact_code(ngx_http_request_t *r)
+{
+    if (r->args.len) {
+        ngx_astralform_redact_arg(r, "code");
+    }
+}
+
+
 static void
 ngx_astralform_redact_arg(ngx_http_request_t *r, const char *name)
 {
@@ -1060,12 +1205,16 @@ ngx_astralform_redact_arg(ngx_http_request_t *r, const char *name)
 }
 
 
-/* a copy of s with the value of the query argument name blanked */
+/*
+ * A copy of s with the value of every query argument called name (in any
+ * case: ngx_http_arg() takes "CODE" for "code") blanked.
+ */
 static ngx_int_t
 ngx_astralform_redact(ngx_pool_t *pool, ngx_str_t *s, const char *name)
 {
-    u_char  *p, *last, *q, *start, *out, *o;
-    size_t   len;
+    u_char      *p, *last, *q, *start, *out, *o, *from;
+    size_t       len, n;
+    ngx_uint_t   found;
 
     len = ngx_strlen(name);
 
@@ -1078,6 +1227,8 @@ ngx_astralform_redact(ngx_pool_t *pool, ngx_str_t *s, const char *name)
         last = s->data + s->len;
     }
 
+    found = 0;
+
     for (q = p; q < last; q = start + 1) {
         start = ngx_strlchr(q, last, '&');
         if (start == NULL) {
@@ -1085,25 +1236,46 @@ ngx_astralform_redact(ngx_pool_t *pool, ngx_str_t *s, const char *name)
         }
 
         if ((size_t) (start - q) > len && q[len] == '='
-            && ngx_strncmp(q, name, len) == 0)
+            && ngx_strncasecmp(q, (u_char *) name, len) == 0)
         {
-            out = ngx_pnalloc(pool, s->len + sizeof("[redacted]"));
-            if (out == NULL) {
-                return NGX_ERROR;
-            }
-
-            o = ngx_cpymem(out, s->data, q + len + 1 - s->data);
-            o = ngx_cpymem(o, "[redacted]", sizeof("[redacted]") - 1);
-            o = ngx_cpymem(o, start, s->data + s->len - start);
-
-            s->data = out;
-            s->len = o - out;
-
-            return NGX_OK;
+            found++;
         }
     }
 
-    return NGX_DECLINED;
+    if (found == 0) {
+        return NGX_DECLINED;
+    }
+
+    out = ngx_pnalloc(pool, s->len + found * sizeof("[redacted]"));
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    o = out;
+    from = s->data;
+
+    for (q = p; q < last; q = start + 1) {
+        start = ngx_strlchr(q, last, '&');
+        if (start == NULL) {
+            start = last;
+        }
+
+        if ((size_t) (start - q) > len && q[len] == '='
+            && ngx_strncasecmp(q, (u_char *) name, len) == 0)
+        {
+            n = q + len + 1 - from;
+            o = ngx_cpymem(o, from, n);
+            o = ngx_cpymem(o, "[redacted]", sizeof("[redacted]") - 1);
+            from = start;
+        }
+    }
+
+    o = ngx_cpymem(o, from, s->data + s->len - from);
+
+    s->data = out;
+    s->len = o - out;
+
+    return NGX_OK;
 }
 
 
@@ -1184,8 +1356,8 @@ ngx_astralform_requested_scopes(ngx_pool_t *pool,
 
 
 /* "https://host:port" of an absolute URL */
-static ngx_int_t
-ngx_astralform_origin(ngx_str_t *url, ngx_str_t *origin)
+ngx_int_t
+ngx_astralform_oauth_origin(ngx_str_t *url, ngx_str_t *origin)
 {
     u_char  *p, *last;
 

@@ -59,9 +59,15 @@ typedef struct {
     ngx_str_t                     iss;
     ngx_str_t                     cookie;       /* name=value */
     ngx_str_t                     location;
+    ngx_str_t                     blob;         /* the state as read */
+    ngx_str_t                     csp;          /* page policy, or the
+                                                   default */
+    ngx_str_t                     session;      /* "<PID>.<SID>" */
+    ngx_str_t                     csrf;         /* the form's token */
     ngx_astralform_connector_t   *conn;
     ngx_astralform_exchange_t     ex;
     unsigned                      has_iss:1;
+    unsigned                      confirmed:1;  /* the POST of the page */
 } ngx_astralform_flow_t;
 
 
@@ -79,6 +85,22 @@ void ngx_astralform_oauth_page(ngx_astralform_ctx_t *ctx,
 void ngx_astralform_oauth_redirect(ngx_astralform_ctx_t *ctx,
     ngx_str_t *location, ngx_str_t *cookie);
 
+/* confirm: the page naming what is being connected, and its POST */
+void ngx_astralform_oauth_confirm_page(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_flow_t *flow);
+/* the POST: NGX_OK with the form's session, or an answer (NGX_DONE, 500) */
+ngx_int_t ngx_astralform_oauth_confirm_check(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_flow_t *flow, ngx_str_t *session);
+/* the form's token against the browser's cookie, once ctx->project is set */
+ngx_int_t ngx_astralform_oauth_confirm_token_ok(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_flow_t *flow);
+/* an HTML answer (the text is the caller's, already escaped) */
+void ngx_astralform_oauth_html(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
+    u_char *html, size_t len);
+
+/* "https://host:port" of an absolute URL (ngx_astralform_oauth.c) */
+ngx_int_t ngx_astralform_oauth_origin(ngx_str_t *url, ngx_str_t *origin);
+
 /* util */
 const char *ngx_astralform_oauth_str(ngx_astralform_def_t *def,
     const char *key, const char *dflt);
@@ -92,6 +114,8 @@ size_t ngx_astralform_oauth_url_escape(u_char *dst, u_char *src,
     size_t len);
 ngx_int_t ngx_astralform_oauth_unescape(ngx_pool_t *pool, ngx_str_t *src,
     ngx_str_t *dst);
+ngx_int_t ngx_astralform_oauth_form_arg(ngx_pool_t *pool, ngx_str_t *body,
+    const char *name, ngx_str_t *value);
 ngx_int_t ngx_astralform_oauth_basic_auth(ngx_pool_t *pool, ngx_str_t *id,
     ngx_str_t *secret, ngx_str_t *out);
 ngx_uint_t ngx_astralform_oauth_str_eq(ngx_str_t *a, ngx_str_t *b);

@@ -70,6 +70,16 @@ ngx_astralform_oauth_page(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
 
 
 void
+ngx_astralform_oauth_html(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
+    u_char *html, size_t len)
+{
+    ngx_astralform_finish(ctx,
+        ngx_astralform_send_text(ctx, status, "text/html; charset=utf-8",
+                                 html, len));
+}
+
+
+void
 ngx_astralform_oauth_redirect(ngx_astralform_ctx_t *ctx, ngx_str_t *location,
     ngx_str_t *cookie)
 {
@@ -105,6 +115,9 @@ ngx_astralform_send_text(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
     r = ctx->request;
     flow = ctx->data;
 
+    ngx_astralform_discard_body(r, status);
+    ctx->answered = 1;
+
     /* browser pages: not cached, no referrer, no framing, no scripts */
 
     ngx_str_set(&v, "no-store");
@@ -117,11 +130,23 @@ ngx_astralform_send_text(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_str_set(&v, "default-src 'none'; style-src 'unsafe-inline'; "
-                "frame-ancestors 'none'");
+    if (flow != NULL && flow->csp.len) {
+        v = flow->csp;
+
+    } else {
+        ngx_str_set(&v, "default-src 'none'; style-src 'unsafe-inline'; "
+                    "frame-ancestors 'none'; base-uri 'none'; "
+                    "form-action 'none'");
+    }
+
     if (ngx_astralform_out_header(r, "Content-Security-Policy", &v)
         != NGX_OK)
     {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_set(&v, "DENY");
+    if (ngx_astralform_out_header(r, "X-Frame-Options", &v) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -218,3 +218,53 @@ ngx_astralform_oauth_wipe(ngx_str_t *s)
         ngx_explicit_memzero(s->data, s->len);
     }
 }
+
+
+/*
+ * The value of the field called name in an application/x-www-form-
+ * urlencoded body, unescaped into pool. NGX_DECLINED when absent;
+ * NGX_ERROR when malformed or given twice (which one would count?).
+ */
+ngx_int_t
+ngx_astralform_oauth_form_arg(ngx_pool_t *pool, ngx_str_t *body,
+    const char *name, ngx_str_t *value)
+{
+    u_char     *p, *last, *amp, *eq;
+    size_t      len;
+    ngx_str_t   raw;
+    ngx_int_t   rc;
+
+    len = ngx_strlen(name);
+    last = body->data + body->len;
+    rc = NGX_DECLINED;
+
+    for (p = body->data; p < last; p = amp + 1) {
+        amp = ngx_strlchr(p, last, '&');
+        if (amp == NULL) {
+            amp = last;
+        }
+
+        eq = ngx_strlchr(p, amp, '=');
+
+        if (eq == NULL || (size_t) (eq - p) != len
+            || ngx_strncmp(p, name, len) != 0)
+        {
+            continue;
+        }
+
+        if (rc == NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        raw.data = eq + 1;
+        raw.len = amp - raw.data;
+
+        if (ngx_astralform_oauth_unescape(pool, &raw, value) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        rc = NGX_OK;
+    }
+
+    return rc;
+}

@@ -11,6 +11,7 @@
 #include "ngx_astralform_oauth.h"
 #include "ngx_astralform_schema.h"
 #include "ngx_astralform_mcp.h"
+#include "ngx_astralform_scrub.h"
 
 
 #define NGX_ASTRALFORM_ERROR_BODY_MAX  4096
@@ -44,6 +45,8 @@ static void ngx_astralform_call_refreshed(ngx_astralform_ctx_t *ctx,
 static void ngx_astralform_call_send(ngx_astralform_ctx_t *ctx);
 static ngx_int_t ngx_astralform_call_request(ngx_astralform_ctx_t *ctx,
     ngx_astralform_http_req_t *hr);
+static ngx_int_t ngx_astralform_call_path_check(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_call_t *call, u_char *err, size_t size);
 static ngx_int_t ngx_astralform_call_url(ngx_astralform_ctx_t *ctx,
     ngx_astralform_call_t *call, ngx_str_t *url);
 static ngx_int_t ngx_astralform_call_body(ngx_astralform_ctx_t *ctx,
@@ -251,6 +254,15 @@ ngx_astralform_call_resolved(ngx_astralform_ctx_t *ctx)
                                      json_object_get(call->tool,
                                                      "input_schema"),
                                      call->arguments, err, sizeof(err));
+    if (rc != NGX_OK) {
+        ngx_astralform_finish(ctx, rc == NGX_ERROR
+            ? NGX_HTTP_INTERNAL_SERVER_ERROR
+            : ngx_astralform_send_error(ctx, NGX_HTTP_BAD_REQUEST,
+                                        "invalid_arguments", "%s", err));
+        return;
+    }
+
+    rc = ngx_astralform_call_path_check(ctx, call, err, sizeof(err));
     if (rc != NGX_OK) {
         ngx_astralform_finish(ctx, rc == NGX_ERROR
             ? NGX_HTTP_INTERNAL_SERVER_ERROR
@@ -501,6 +513,17 @@ ngx_astralform_call_request(ngx_astralform_ctx_t *ctx,
 
     call = ctx->data;
 
+    /* whatever the provider echoes, these never go back to the agent */
+    if (ngx_astralform_scrub_add(ctx->request->pool, &ctx->secrets,
+                                 &call->credential) != NGX_OK
+        || ngx_astralform_scrub_add(ctx->request->pool, &ctx->secrets,
+                                    &call->conn->client_secret) != NGX_OK
+        || ngx_astralform_scrub_add(ctx->request->pool, &ctx->secrets,
+                                    &call->conn->api_key) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     hr->method.data = (u_char *) ngx_astralform_json_value(call->tool,
                                                            "method");
     hr->method.len = ngx_strlen(hr->method.data);
@@ -556,6 +579,86 @@ ngx_astralform_call_request(ngx_astralform_ctx_t *ctx,
 
     if (ngx_astralform_call_body(ctx, call, hr) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A path segment that the arguments make "", "." or ".." would move the
+ * call to another path (libcurl and servers remove dot segments, so
+ * "repos/{owner}/{repo}" with both ".." is "/"), whatever the catalog's
+ * schema allows: refused, naming the argument. NGX_DECLINED with err set.
+ */
+static ngx_int_t
+ngx_astralform_call_path_check(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_call_t *call, u_char *err, size_t size)
+{
+    u_char      *p, *close, *seg;
+    size_t       i, total;
+    json_t      *v;
+    ngx_str_t    text, arg, first;
+    const char  *path;
+    ngx_uint_t   args, nondot;
+
+    path = ngx_astralform_json_value(call->tool, "path");
+    if (path == NULL) {
+        return NGX_OK;
+    }
+
+    for (seg = (u_char *) path; *seg; /* void */) {
+        total = 0;
+        nondot = 0;
+        args = 0;
+        ngx_str_null(&first);
+
+        for (p = seg; *p && *p != '/'; /* void */) {
+            close = (*p == '{') ? (u_char *) ngx_strchr(p, '}') : NULL;
+
+            if (close == NULL) {
+                nondot |= (*p != '.');
+                total++;
+                p++;
+                continue;
+            }
+
+            arg.data = p + 1;
+            arg.len = close - p - 1;
+
+            if (args++ == 0) {
+                first = arg;
+            }
+
+            v = call->arguments ? json_object_getn(call->arguments,
+                                                   (char *) arg.data,
+                                                   arg.len)
+                                : NULL;
+
+            if (v != NULL && !json_is_null(v)) {
+                if (ngx_astralform_value_text(ctx->request->pool, v, &text)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                for (i = 0; i < text.len; i++) {
+                    nondot |= (text.data[i] != '.');
+                }
+
+                total += text.len;
+            }
+
+            p = close + 1;
+        }
+
+        if (args && !nondot && total <= 2) {
+            ngx_snprintf(err, size, "argument \"%V\" fills a path segment "
+                         "and cannot be empty, \".\" or \"..\"%Z", &first);
+            return NGX_DECLINED;
+        }
+
+        seg = *p ? p + 1 : p;
     }
 
     return NGX_OK;

@@ -105,8 +105,13 @@ my $mallory = browser();
 page_ok($mallory->get($r->{callback_url}), 400, qr/started in another browser/,
         'callback from another browser');
 ok(!stored('github', 'u4'), 'cross-session: nothing stored');
+# the stranger did not burn the sign-in (issue 8): the real browser's
+# callback still succeeds, once
+page_ok($alice->get($r->{callback_url}), 200, qr/Connected to GitHub/,
+        'cross-session: the real browser still connects');
+ok(stored('github', 'u4'), 'cross-session: stored for the real browser');
 page_ok($alice->get($r->{callback_url}), 400, qr/expired or was already completed/,
-        'cross-session: the state is spent all the same');
+        'cross-session: then the state is spent');
 like(error_log_text(), qr/came from another browser than the one that started it/,
      'cross-session: logged');
 

@@ -613,7 +613,40 @@ function route(req, res, ctx) {
   if (p.startsWith('/notion/')) return notion(req, res, ctx);
   if (p.startsWith('/github/')) return github(req, res, ctx);
   if (p.startsWith('/openweather/')) return openweather(req, res, ctx);
+  if (p.startsWith('/echo/')) return echo(req, res, ctx);
   return send(res, 404, { error: 'mock_no_route', message: `no mock route for ${req.method} ${p}` });
+}
+
+// ---- Echo: a provider that quotes the request back (t/081) -----------------
+//
+//   /echo/.../error      401-less 400 whose body quotes the Authorization
+//                        header and the query, JSON-escaped and \u-escaped
+//   /echo/.../page       200 with pagination links carrying the query
+//                        (appid=KEY) and the token URL-encoded
+//   /echo/.../text       200 text/plain quoting the request line
+//   anything else        200 {"path","query"} (what arrived)
+
+function echo(req, res, ctx) {
+  const auth = req.headers.authorization || '';
+  const q = ctx.url.search;
+  const tok = auth.replace(/^Bearer /, '') || ctx.query.get('appid') || '';
+  const uEsc = tok.split('').map((c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')).join('');
+  if (ctx.path.endsWith('/error')) {
+    const body = `{"message":"bad request","request":{"authorization":${JSON.stringify(auth)},`
+      + `"query":${JSON.stringify(q)}},"escaped":"${uEsc}","url_encoded":${JSON.stringify(encodeURIComponent(tok))}}`;
+    res.writeHead(400, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+    return res.end(body);
+  }
+  if (ctx.path.endsWith('/page')) {
+    return send(res, 200, { items: [1, 2], links: { next: `https://api.example.com/items?page=2&${q.replace(/^\?/, '')}`,
+      self: `https://api.example.com/items?token=${encodeURIComponent(tok)}` }, [`key:${tok}`]: true });
+  }
+  if (ctx.path.endsWith('/text')) {
+    const body = `You sent ${req.method} ${req.url} with ${auth}`;
+    res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) });
+    return res.end(body);
+  }
+  return send(res, 200, { path: ctx.path, query: paramsToObject(ctx.query) });
 }
 
 // ---- Behaviour rules -------------------------------------------------------

@@ -30,7 +30,7 @@ use URI::QueryParam;
 use Astralform::Test qw(:all);
 
 our @EXPORT = qw(oauth_config api admin_api mock behave browser
-                 connect_flow start_link query_of redis_keys scan_logs
+                 connect_flow confirm confirm_form start_link query_of redis_keys scan_logs
                  remember_secret secrets_from_mock spew $ADMIN $AGENT
                  $SECRET $JSON);
 
@@ -179,7 +179,8 @@ sub start_link {
 sub connect_flow {
     my ($ua, $link, %o) = @_;
     my %r;
-    $r{authorize} = $ua->get($link);
+    $r{confirm} = $ua->get($link);
+    $r{authorize} = confirm($ua, $r{confirm}, %o);
     my $to = $r{authorize}->header('Location') or return \%r;
     $r{provider_url} = $to;
     $r{provider} = $ua->get($to);
@@ -202,6 +203,38 @@ sub connect_flow {
     return \%r if $o{stop_before_callback};
     $r{callback} = $ua->get($cb);
     return \%r;
+}
+
+# The confirmation page of a connect link (GET) and its form, POSTed as a
+# browser does (the page's cookie, Origin of the form's action, same-origin
+# fetch). Returns the POST's answer, or the page itself when it has no form.
+#   form => { field => value }   overrides a field
+#   headers => [..]              replaces Origin / Sec-Fetch-Site
+sub confirm_form {
+    my ($page) = @_;
+    my $html = $page->decoded_content // '';
+    my ($action) = $html =~ m{<form method="post" action="([^"]+)"};
+    return undef unless defined $action;
+    $action =~ s/&amp;/&/g;
+    my %f;
+    while ($html =~ m{<input type="hidden" name="(\w+)" value="([^"]*)">}g) {
+        $f{$1} = $2;
+    }
+    return { action => $action, fields => \%f };
+}
+
+sub confirm {
+    my ($ua, $page, %o) = @_;
+    my $form = confirm_form($page) or return $page;
+    my %f = (%{ $form->{fields} }, %{ $o{form} || {} });
+    my $action = $form->{action};
+    if ($o{port}) {
+        $action =~ s{^(http://127\.0\.0\.1:)\d+}{$1$o{port}};
+    }
+    my $origin = $action =~ m{^(https?://[^/]+)} ? $1 : '';
+    my @h = $o{headers} ? @{ $o{headers} }
+                        : (Origin => $origin, 'Sec-Fetch-Site' => 'same-origin');
+    return $ua->post($action, \%f, @h);
 }
 
 sub redis_keys {
