@@ -31,10 +31,13 @@ function section() {
         for (const [m, op] of Object.entries(item)) {
             const rb = op.requestBody;
             if (!rb) continue;
-            let s = rb.content['application/json'].schema;
-            s = doc.components.schemas[s.$ref.split('/').pop()];
+            const [ctype, body] = Object.entries(rb.content)[0];
+            let s = body.schema;
+            if (s.$ref) s = doc.components.schemas[s.$ref.split('/').pop()];
             const req = new Set(s.required || []);
-            out.push(`\`${m.toUpperCase()} ${p}\` (${op.summary}):`, '');
+            const form = ctype === 'application/json' ? '' : `, \`${ctype}\``;
+            out.push(`\`${m.toUpperCase()} ${p}\` (${op.summary}${form}):`,
+                     '');
             out.push('| field | type | |', '|---|---|---|');
             for (const [f, fs_] of Object.entries(s.properties)) {
                 const notes = [req.has(f) ? 'required' : 'optional'];
