@@ -40,11 +40,19 @@ typedef struct {
 } ngx_astralform_connector_t;
 
 
+/* an agent whose keys are bound to it (astralform_agent) */
+typedef struct {
+    ngx_str_t                     id;
+    ngx_array_t                   keys;            /* of ngx_str_t */
+} ngx_astralform_agent_t;
+
+
 typedef struct {
     ngx_str_t                     id;
     ngx_array_t                   admin_keys;      /* of ngx_str_t */
     ngx_array_t                   agent_keys;      /* of ngx_str_t */
     ngx_array_t                   connectors;      /* config connectors */
+    ngx_array_t                   agents;          /* ngx_astralform_agent_t */
 } ngx_astralform_project_t;
 
 
@@ -63,6 +71,9 @@ typedef struct {
     ngx_msec_t                    state_ttl;
     ngx_msec_t                    refresh_skew;
     ngx_msec_t                    revoke_timeout;
+    ngx_uint_t                    max_credentials;   /* per project */
+    ngx_uint_t                    max_pending_sessions;
+    size_t                        max_value_size;
     ngx_flag_t                    enabled;         /* any astralform_api */
     void                         *conf_ctx;        /* parsing state */
 } ngx_astralform_main_conf_t;
@@ -91,7 +102,10 @@ struct ngx_astralform_ctx_s {
     ngx_uint_t                    nseg;
 
     ngx_str_t                     user;            /* X-Astralform-User */
-    ngx_str_t                     agent;           /* X-Astralform-Agent */
+    ngx_str_t                     agent;           /* the request's agent,
+                                                      see request_agent() */
+    ngx_str_t                     key_agent;       /* the agent the key is
+                                                      bound to, or empty */
     json_t                       *body;            /* parsed request body */
 
     /* the project's connectors, config ones first, then Redis ones */
@@ -170,6 +184,25 @@ ngx_int_t ngx_astralform_aad(ngx_pool_t *pool, ngx_str_t *out,
 /* provider-side revocation of deleted tokens, after the answer */
 void ngx_astralform_revoke_tokens(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, redisReply *tokens);
+
+/* identity: the caller's key, and the agent of the request */
+ngx_int_t ngx_astralform_key_owner(ngx_astralform_ctx_t *ctx,
+    ngx_str_t *bearer);
+ngx_int_t ngx_astralform_request_agent(ngx_astralform_ctx_t *ctx);
+
+/* quotas: per project bounds on what one tenant may store in Redis */
+ngx_int_t ngx_astralform_quota_hset(ngx_astralform_ctx_t *ctx,
+    ngx_str_t *key, ngx_str_t *field, ngx_str_t *value,
+    ngx_astralform_redis_pt handler, void *data);
+ngx_int_t ngx_astralform_quota_session(ngx_astralform_ctx_t *ctx,
+    ngx_str_t *sid, ngx_str_t *value, ngx_astralform_redis_pt handler,
+    void *data);
+void ngx_astralform_quota_session_done(ngx_astralform_ctx_t *ctx,
+    ngx_str_t *sid);
+ngx_int_t ngx_astralform_quota_exceeded(ngx_astralform_ctx_t *ctx,
+    const char *what, const char *directive, ngx_uint_t max);
+ngx_int_t ngx_astralform_value_too_large(ngx_astralform_ctx_t *ctx,
+    const char *member);
 
 /* handlers, one file per concern */
 ngx_int_t ngx_astralform_connectors_handler(ngx_astralform_ctx_t *ctx);
