@@ -199,8 +199,12 @@ ngx_int_t ngx_astralform_quota_session(ngx_astralform_ctx_t *ctx,
     void *data);
 void ngx_astralform_quota_session_done(ngx_astralform_ctx_t *ctx,
     ngx_str_t *sid);
+#define NGX_ASTRALFORM_QUOTA_CREDENTIALS  0
+#define NGX_ASTRALFORM_QUOTA_SESSIONS     1
+void ngx_astralform_quota_log(ngx_astralform_ctx_t *ctx, ngx_uint_t which);
+/* the 429 quota_exceeded answer, naming the directive to raise */
 ngx_int_t ngx_astralform_quota_exceeded(ngx_astralform_ctx_t *ctx,
-    const char *what, const char *directive, ngx_uint_t max);
+    ngx_uint_t which);
 ngx_int_t ngx_astralform_value_too_large(ngx_astralform_ctx_t *ctx,
     const char *member);
 

@@ -433,9 +433,8 @@ ngx_astralform_connections_url(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
 {
     if (rc == NGX_BUSY) {
         ngx_astralform_finish(ctx,
-            ngx_astralform_quota_exceeded(ctx, "pending connect sessions",
-                                          "astralform_max_pending_sessions",
-                                          ctx->amcf->max_pending_sessions));
+            ngx_astralform_quota_exceeded(ctx,
+                                          NGX_ASTRALFORM_QUOTA_SESSIONS));
         return;
     }
 
@@ -525,9 +524,8 @@ ngx_astralform_connections_stored(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
 
     if (rc == NGX_BUSY) {
         ngx_astralform_finish(ctx,
-            ngx_astralform_quota_exceeded(ctx, "end-user credentials",
-                                          "astralform_max_credentials",
-                                          ctx->amcf->max_credentials));
+            ngx_astralform_quota_exceeded(ctx,
+                                          NGX_ASTRALFORM_QUOTA_CREDENTIALS));
         return;
     }
 

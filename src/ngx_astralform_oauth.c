@@ -1011,10 +1011,7 @@ ngx_astralform_callback_stored(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
     flow = ctx->data;
 
     if (rc == NGX_BUSY) {
-        ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
-                      "astralform: project \"%V\" reached "
-                      "\"astralform_max_credentials %ui\"",
-                      &ctx->project->id, ctx->amcf->max_credentials);
+        ngx_astralform_quota_log(ctx, NGX_ASTRALFORM_QUOTA_CREDENTIALS);
         ngx_astralform_oauth_page(ctx, NGX_HTTP_TOO_MANY_REQUESTS,
                                   "quota_exceeded", "Not connected",
                                   "This application cannot store more "

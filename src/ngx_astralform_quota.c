@@ -22,7 +22,23 @@
 #include "ngx_astralform.h"
 
 
+typedef struct {
+    const char                   *what;
+    const char                   *directive;
+    size_t                        offset;     /* in the main conf */
+} ngx_astralform_quota_t;
+
+
 static void ngx_astralform_quota_ignore(redisReply *reply, void *data);
+
+
+/* by NGX_ASTRALFORM_QUOTA_* */
+static ngx_astralform_quota_t  ngx_astralform_quotas[] = {
+    { "end-user credentials", "astralform_max_credentials",
+      offsetof(ngx_astralform_main_conf_t, max_credentials) },
+    { "pending connect sessions", "astralform_max_pending_sessions",
+      offsetof(ngx_astralform_main_conf_t, max_pending_sessions) }
+};
 
 
 /*
@@ -203,20 +219,37 @@ ngx_astralform_quota_ignore(redisReply *reply, void *data)
 }
 
 
-ngx_int_t
-ngx_astralform_quota_exceeded(ngx_astralform_ctx_t *ctx, const char *what,
-    const char *directive, ngx_uint_t max)
+void
+ngx_astralform_quota_log(ngx_astralform_ctx_t *ctx, ngx_uint_t which)
 {
+    ngx_astralform_quota_t  *q;
+
+    q = &ngx_astralform_quotas[which];
+
     ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
                   "astralform: project \"%V\" reached \"%s %ui\"",
-                  &ctx->project->id, directive, max);
+                  &ctx->project->id, q->directive,
+                  *(ngx_uint_t *) ((char *) ctx->amcf + q->offset));
+}
+
+
+ngx_int_t
+ngx_astralform_quota_exceeded(ngx_astralform_ctx_t *ctx, ngx_uint_t which)
+{
+    ngx_uint_t               max;
+    ngx_astralform_quota_t  *q;
+
+    q = &ngx_astralform_quotas[which];
+    max = *(ngx_uint_t *) ((char *) ctx->amcf + q->offset);
+
+    ngx_astralform_quota_log(ctx, which);
 
     return ngx_astralform_send_error_with(ctx, NGX_HTTP_TOO_MANY_REQUESTS,
-               json_pack("{s:s, s:I}", "limit", directive, "max",
+               json_pack("{s:s, s:I}", "limit", q->directive, "max",
                          (json_int_t) max),
                "quota_exceeded",
                "the project holds %ui %s, its limit: remove some, or raise "
-               "\"%s\" in nginx.conf", max, what, directive);
+               "\"%s\" in nginx.conf", max, q->what, q->directive);
 }
 
 

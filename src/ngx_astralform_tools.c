@@ -1053,9 +1053,8 @@ ngx_astralform_call_auth_url(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
 
     if (rc == NGX_BUSY) {
         ngx_astralform_finish(ctx,
-            ngx_astralform_quota_exceeded(ctx, "pending connect sessions",
-                                          "astralform_max_pending_sessions",
-                                          ctx->amcf->max_pending_sessions));
+            ngx_astralform_quota_exceeded(ctx,
+                                          NGX_ASTRALFORM_QUOTA_SESSIONS));
         return;
     }
 
