@@ -42,11 +42,19 @@ typedef struct {
 } ngx_astralform_connector_t;
 
 
+/* an agent whose keys are bound to it (astralform_agent) */
+typedef struct {
+    ngx_str_t                     id;
+    ngx_array_t                   keys;            /* of ngx_str_t */
+} ngx_astralform_agent_t;
+
+
 typedef struct {
     ngx_str_t                     id;
     ngx_array_t                   admin_keys;      /* of ngx_str_t */
     ngx_array_t                   agent_keys;      /* of ngx_str_t */
     ngx_array_t                   connectors;      /* config connectors */
+    ngx_array_t                   agents;          /* ngx_astralform_agent_t */
 } ngx_astralform_project_t;
 
 
@@ -66,6 +74,9 @@ typedef struct {
     ngx_msec_t                    refresh_skew;
     ngx_msec_t                    revoke_timeout;
     ngx_msec_t                    refresh_timeout;
+    ngx_uint_t                    max_credentials;   /* per project */
+    ngx_uint_t                    max_pending_sessions;
+    size_t                        max_value_size;
     ngx_flag_t                    enabled;         /* any astralform_api */
     void                         *conf_ctx;        /* parsing state */
 } ngx_astralform_main_conf_t;
@@ -94,7 +105,10 @@ struct ngx_astralform_ctx_s {
     ngx_uint_t                    nseg;
 
     ngx_str_t                     user;            /* X-Astralform-User */
-    ngx_str_t                     agent;           /* X-Astralform-Agent */
+    ngx_str_t                     agent;           /* the request's agent,
+                                                      see request_agent() */
+    ngx_str_t                     key_agent;       /* the agent the key is
+                                                      bound to, or empty */
     json_t                       *body;            /* parsed request body */
 
     /* the project's connectors, config ones first, then Redis ones */
@@ -197,6 +211,29 @@ ngx_int_t ngx_astralform_str_copy(ngx_pool_t *pool, ngx_str_t *dst,
 ngx_int_t ngx_astralform_aad(ngx_pool_t *pool, ngx_str_t *out,
     ngx_str_t *project, ngx_str_t *connector, const char *what,
     ngx_str_t *user);
+
+/* identity: the caller's key, and the agent of the request */
+ngx_int_t ngx_astralform_key_owner(ngx_astralform_ctx_t *ctx,
+    ngx_str_t *bearer);
+ngx_int_t ngx_astralform_request_agent(ngx_astralform_ctx_t *ctx);
+
+/* quotas: per project bounds on what one tenant may store in Redis */
+ngx_int_t ngx_astralform_quota_hset(ngx_astralform_ctx_t *ctx,
+    ngx_str_t *key, ngx_str_t *field, ngx_str_t *value,
+    ngx_astralform_redis_pt handler, void *data);
+ngx_int_t ngx_astralform_quota_session(ngx_astralform_ctx_t *ctx,
+    ngx_str_t *sid, ngx_str_t *value, ngx_astralform_redis_pt handler,
+    void *data);
+void ngx_astralform_quota_session_done(ngx_astralform_ctx_t *ctx,
+    ngx_str_t *sid);
+#define NGX_ASTRALFORM_QUOTA_CREDENTIALS  0
+#define NGX_ASTRALFORM_QUOTA_SESSIONS     1
+void ngx_astralform_quota_log(ngx_astralform_ctx_t *ctx, ngx_uint_t which);
+/* the 429 quota_exceeded answer, naming the directive to raise */
+ngx_int_t ngx_astralform_quota_exceeded(ngx_astralform_ctx_t *ctx,
+    ngx_uint_t which);
+ngx_int_t ngx_astralform_value_too_large(ngx_astralform_ctx_t *ctx,
+    const char *member);
 
 /* handlers, one file per concern */
 ngx_int_t ngx_astralform_connectors_handler(ngx_astralform_ctx_t *ctx);

@@ -257,6 +257,17 @@ ngx_astralform_api_handler(ngx_http_request_t *r)
         goto done;
     }
 
+    /* the header's form was checked above: only a mismatch is left */
+    if (ngx_astralform_request_agent(ctx) != NGX_OK) {
+        rc = ngx_astralform_send_error(ctx, NGX_HTTP_FORBIDDEN,
+                                       "agent_mismatch",
+                                       "this key belongs to agent \"%V\": "
+                                       "send X-Astralform-Agent: %V or no "
+                                       "X-Astralform-Agent at all",
+                                       &ctx->key_agent, &ctx->key_agent);
+        goto done;
+    }
+
     ctx->data = route;
     ctx->form = (route->auth == NGX_ASTRALFORM_AUTH_FORM);
 
@@ -458,8 +469,6 @@ ngx_astralform_header(ngx_http_request_t *r, ngx_str_t *name)
 
 
 /*
- * Every key of every project is compared, in constant time, so neither
- * the answer nor its timing tells which project a wrong key came close to.
  * A valid key of another project gets 404: other projects do not exist.
  * Returns NGX_OK, NGX_HTTP_UNAUTHORIZED or NGX_HTTP_NOT_FOUND.
  */
@@ -467,12 +476,8 @@ static ngx_int_t
 ngx_astralform_authenticate(ngx_astralform_ctx_t *ctx,
     ngx_astralform_route_t *route)
 {
-    ngx_str_t                  *auth, bearer, *key, *pid;
-    ngx_uint_t                  i, j, k;
-    ngx_array_t                *keys[2];
-    ngx_http_request_t         *r;
-    ngx_astralform_project_t   *project, *owner;
-    ngx_astralform_key_role_e   role;
+    ngx_str_t           *auth, bearer, *pid;
+    ngx_http_request_t  *r;
 
     if (route->auth == NGX_ASTRALFORM_AUTH_NONE
         || route->auth == NGX_ASTRALFORM_AUTH_FORM)
@@ -493,33 +498,9 @@ ngx_astralform_authenticate(ngx_astralform_ctx_t *ctx,
     bearer.data = auth->data + 7;
     bearer.len = auth->len - 7;
 
-    owner = NULL;
-    role = NGX_ASTRALFORM_KEY_NONE;
-    project = ctx->amcf->projects.elts;
-
-    for (i = 0; i < ctx->amcf->projects.nelts; i++) {
-        keys[0] = &project[i].admin_keys;
-        keys[1] = &project[i].agent_keys;
-
-        for (k = 0; k < 2; k++) {
-            key = keys[k]->elts;
-
-            for (j = 0; j < keys[k]->nelts; j++) {
-                if (ngx_astralform_secret_eq(&bearer, &key[j])) {
-                    owner = &project[i];
-                    role = k == 0 ? NGX_ASTRALFORM_KEY_ADMIN
-                                  : NGX_ASTRALFORM_KEY_AGENT;
-                }
-            }
-        }
-    }
-
-    if (owner == NULL) {
+    if (ngx_astralform_key_owner(ctx, &bearer) != NGX_OK) {
         return NGX_HTTP_UNAUTHORIZED;
     }
-
-    ctx->role = role;
-    ctx->project = owner;
 
     if (route->auth == NGX_ASTRALFORM_AUTH_ANY) {
         return NGX_OK;
@@ -527,8 +508,8 @@ ngx_astralform_authenticate(ngx_astralform_ctx_t *ctx,
 
     pid = &ctx->seg[2];
 
-    if (pid->len != owner->id.len
-        || ngx_strncmp(pid->data, owner->id.data, pid->len) != 0)
+    if (pid->len != ctx->project->id.len
+        || ngx_strncmp(pid->data, ctx->project->id.data, pid->len) != 0)
     {
         ctx->project = NULL;
         return NGX_HTTP_NOT_FOUND;

@@ -14,7 +14,6 @@
 
 
 #define NGX_ASTRALFORM_MAX_USER     128
-#define NGX_ASTRALFORM_MAX_API_KEY  4096
 
 
 typedef struct {
@@ -76,7 +75,7 @@ ngx_astralform_connections_handler(ngx_astralform_ctx_t *ctx)
 
     ctx->connector_id = ctx->seg[6];
 
-    return ngx_astralform_load_project(ctx, 0,
+    return ngx_astralform_load_project(ctx, 1,
                                        ngx_astralform_connections_one);
 }
 
@@ -341,6 +340,17 @@ ngx_astralform_connections_one(ngx_astralform_ctx_t *ctx)
         return;
     }
 
+    /* the agent's assignment holds for one connection as for the list */
+    if (!ngx_astralform_connector_visible(ctx, conn)) {
+        ngx_astralform_finish(ctx,
+            ngx_astralform_send_error(ctx, NGX_HTTP_FORBIDDEN,
+                                      "connector_not_assigned",
+                                      "connector \"%V\" is not assigned to "
+                                      "agent \"%V\"", &conn->id,
+                                      &ctx->agent));
+        return;
+    }
+
     if (r->method == NGX_HTTP_POST) {
         ngx_astralform_connections_authorize(ctx, conn);
         return;
@@ -396,6 +406,12 @@ ngx_astralform_connections_authorize(ngx_astralform_ctx_t *ctx,
         return_url.data = (u_char *) json_string_value(v);
         return_url.len = json_string_length(v);
 
+        if (return_url.len > ctx->amcf->max_value_size) {
+            ngx_astralform_finish(ctx,
+                ngx_astralform_value_too_large(ctx, "return_url"));
+            return;
+        }
+
         if (!json_is_string(v)
             || ngx_astralform_oauth_return_url_ok(ctx->amcf, &return_url)
                != NGX_OK)
@@ -421,6 +437,13 @@ static void
 ngx_astralform_connections_url(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
     ngx_str_t *url)
 {
+    if (rc == NGX_BUSY) {
+        ngx_astralform_finish(ctx,
+            ngx_astralform_quota_exceeded(ctx,
+                                          NGX_ASTRALFORM_QUOTA_SESSIONS));
+        return;
+    }
+
     if (rc != NGX_OK) {
         ngx_astralform_store_unavailable(ctx);
         return;
@@ -465,15 +488,18 @@ ngx_astralform_connections_put(ngx_astralform_ctx_t *ctx,
 
     v = json_object_get(ctx->body, "api_key");
 
-    if (!json_is_string(v) || json_string_length(v) == 0
-        || json_string_length(v) > NGX_ASTRALFORM_MAX_API_KEY)
-    {
+    if (!json_is_string(v) || json_string_length(v) == 0) {
         ngx_astralform_finish(ctx,
             ngx_astralform_send_error(ctx, NGX_HTTP_BAD_REQUEST,
                                       "invalid_request",
-                                      "\"api_key\" must be a string of 1 to "
-                                      "%d characters",
-                                      NGX_ASTRALFORM_MAX_API_KEY));
+                                      "\"api_key\" must be a non-empty "
+                                      "string"));
+        return;
+    }
+
+    if (json_string_length(v) > ctx->amcf->max_value_size) {
+        ngx_astralform_finish(ctx,
+                              ngx_astralform_value_too_large(ctx, "api_key"));
         return;
     }
 
@@ -501,6 +527,13 @@ ngx_astralform_connections_stored(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
 {
     json_t                      *json;
     ngx_astralform_connector_t  *conn;
+
+    if (rc == NGX_BUSY) {
+        ngx_astralform_finish(ctx,
+            ngx_astralform_quota_exceeded(ctx,
+                                          NGX_ASTRALFORM_QUOTA_CREDENTIALS));
+        return;
+    }
 
     if (rc != NGX_OK) {
         ngx_astralform_store_unavailable(ctx);

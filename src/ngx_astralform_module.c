@@ -9,7 +9,9 @@
 #include "ngx_astralform_dashboard.h"
 
 
-#define NGX_ASTRALFORM_MIN_API_KEY  16
+#define NGX_ASTRALFORM_MIN_API_KEY   16
+#define NGX_ASTRALFORM_GOOD_API_KEY  32
+#define NGX_ASTRALFORM_KEY_VARIETY   10     /* distinct characters */
 
 
 /* an astralform_connector line, resolved once every directive is read */
@@ -23,9 +25,26 @@ typedef struct {
 } ngx_astralform_pending_t;
 
 
+/* an astralform_agent line, resolved once every project is known */
+typedef struct {
+    ngx_str_t                     project;
+    ngx_astralform_agent_t        agent;
+    u_char                       *file;
+    ngx_uint_t                    line;
+} ngx_astralform_pending_agent_t;
+
+
 typedef struct {
     ngx_array_t                   pending;   /* ngx_astralform_pending_t */
+    ngx_array_t                   agents;    /* pending_agent_t */
 } ngx_astralform_conf_ctx_t;
+
+
+/* a key and who has it, to find a key given twice */
+typedef struct {
+    ngx_str_t                    *key;
+    ngx_str_t                     owner;     /* for the message */
+} ngx_astralform_key_use_t;
 
 
 static void *ngx_astralform_create_main_conf(ngx_conf_t *cf);
@@ -51,6 +70,8 @@ static char *ngx_astralform_connector(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_astralform_return_origin(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_astralform_agent(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_astralform_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_astralform_dashboard(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -58,6 +79,15 @@ static char *ngx_astralform_dashboard(ngx_conf_t *cf, ngx_command_t *cmd,
 
 static ngx_int_t ngx_astralform_read_keys(ngx_conf_t *cf, ngx_str_t *path,
     ngx_array_t *keys);
+static ngx_int_t ngx_astralform_check_key(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_str_t *key, ngx_uint_t line);
+static ngx_int_t ngx_astralform_resolve_agent(ngx_conf_t *cf,
+    ngx_astralform_main_conf_t *amcf, ngx_astralform_pending_agent_t *p);
+static ngx_int_t ngx_astralform_unique_keys(ngx_conf_t *cf,
+    ngx_astralform_main_conf_t *amcf);
+static ngx_int_t ngx_astralform_key_uses(ngx_pool_t *pool,
+    ngx_array_t *uses, ngx_array_t *keys, ngx_astralform_project_t *project,
+    ngx_str_t *agent, const char *what);
 static ngx_int_t ngx_astralform_valid_id(ngx_str_t *id);
 static ngx_array_t *ngx_astralform_split_list(ngx_conf_t *cf,
     ngx_str_t *param, ngx_str_t *list);
@@ -218,6 +248,34 @@ static ngx_command_t  ngx_astralform_commands[] = {
       offsetof(ngx_astralform_main_conf_t, refresh_timeout),
       NULL },
 
+    { ngx_string("astralform_agent"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
+      ngx_astralform_agent,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("astralform_max_credentials"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_astralform_main_conf_t, max_credentials),
+      NULL },
+
+    { ngx_string("astralform_max_pending_sessions"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_astralform_main_conf_t, max_pending_sessions),
+      NULL },
+
+    { ngx_string("astralform_max_value_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_astralform_main_conf_t, max_value_size),
+      NULL },
+
     { ngx_string("astralform_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_astralform_api,
@@ -290,6 +348,8 @@ ngx_astralform_create_main_conf(ngx_conf_t *cf)
                           sizeof(ngx_astralform_project_t)) != NGX_OK
         || ngx_array_init(&cctx->pending, cf->pool, 4,
                           sizeof(ngx_astralform_pending_t)) != NGX_OK
+        || ngx_array_init(&cctx->agents, cf->pool, 4,
+                          sizeof(ngx_astralform_pending_agent_t)) != NGX_OK
         || ngx_astralform_catalog_init(cf, &amcf->catalog) != NGX_OK)
     {
         return NULL;
@@ -317,6 +377,9 @@ ngx_astralform_create_main_conf(ngx_conf_t *cf)
     amcf->refresh_skew = NGX_CONF_UNSET_MSEC;
     amcf->revoke_timeout = NGX_CONF_UNSET_MSEC;
     amcf->refresh_timeout = NGX_CONF_UNSET_MSEC;
+    amcf->max_credentials = NGX_CONF_UNSET_UINT;
+    amcf->max_pending_sessions = NGX_CONF_UNSET_UINT;
+    amcf->max_value_size = NGX_CONF_UNSET_SIZE;
 
     return amcf;
 }
@@ -327,10 +390,11 @@ ngx_astralform_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_astralform_main_conf_t *amcf = conf;
 
-    ngx_str_t                   addr;
-    ngx_uint_t                  i;
-    ngx_astralform_pending_t   *p;
-    ngx_astralform_conf_ctx_t  *cctx;
+    ngx_str_t                        addr;
+    ngx_uint_t                       i;
+    ngx_astralform_pending_t        *p;
+    ngx_astralform_conf_ctx_t       *cctx;
+    ngx_astralform_pending_agent_t  *pa;
 
     if (amcf->prefix.data == NULL) {
         ngx_str_set(&amcf->prefix, "astralform:");
@@ -357,6 +421,9 @@ ngx_astralform_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(amcf->refresh_skew, 60000);
     ngx_conf_init_msec_value(amcf->revoke_timeout, 5000);
     ngx_conf_init_msec_value(amcf->refresh_timeout, 60000);
+    ngx_conf_init_uint_value(amcf->max_credentials, 10000);
+    ngx_conf_init_uint_value(amcf->max_pending_sessions, 1000);
+    ngx_conf_init_size_value(amcf->max_value_size, 2048);
 
     if (amcf->http.ca_file.len
         && ngx_conf_full_name(cf->cycle, &amcf->http.ca_file, 1) != NGX_OK)
@@ -375,6 +442,18 @@ ngx_astralform_init_main_conf(ngx_conf_t *cf, void *conf)
         if (ngx_astralform_resolve_connector(cf, amcf, &p[i]) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
+    }
+
+    pa = cctx->agents.elts;
+
+    for (i = 0; i < cctx->agents.nelts; i++) {
+        if (ngx_astralform_resolve_agent(cf, amcf, &pa[i]) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (ngx_astralform_unique_keys(cf, amcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     if (amcf->projects.nelts == 0) {
@@ -629,7 +708,9 @@ ngx_astralform_project(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         || ngx_array_init(&project->agent_keys, cf->pool, 2,
                           sizeof(ngx_str_t)) != NGX_OK
         || ngx_array_init(&project->connectors, cf->pool, 4,
-                          sizeof(ngx_astralform_connector_t)) != NGX_OK)
+                          sizeof(ngx_astralform_connector_t)) != NGX_OK
+        || ngx_array_init(&project->agents, cf->pool, 2,
+                          sizeof(ngx_astralform_agent_t)) != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -987,8 +1068,9 @@ ngx_astralform_dashboard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_astralform_read_keys(ngx_conf_t *cf, ngx_str_t *path, ngx_array_t *keys)
 {
-    u_char     *p, *last, *eol;
-    ngx_str_t   raw, *key;
+    u_char      *p, *last, *eol;
+    ngx_str_t    raw, *key;
+    ngx_uint_t   line;
 
     if (ngx_astralform_read_secret_file(cf, path, &raw, 1) != NGX_OK) {
         return NGX_ERROR;
@@ -997,7 +1079,7 @@ ngx_astralform_read_keys(ngx_conf_t *cf, ngx_str_t *path, ngx_array_t *keys)
     p = raw.data;
     last = raw.data + raw.len;
 
-    while (p < last) {
+    for (line = 1; p < last; line++) {
         eol = ngx_strlchr(p, last, '\n');
         if (eol == NULL) {
             eol = last;
@@ -1015,15 +1097,309 @@ ngx_astralform_read_keys(ngx_conf_t *cf, ngx_str_t *path, ngx_array_t *keys)
             key->len--;
         }
 
-        if (key->len < NGX_ASTRALFORM_MIN_API_KEY) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"astralform_project\" has a key in \"%V\" "
-                               "shorter than %d characters", path,
-                               NGX_ASTRALFORM_MIN_API_KEY);
+        if (ngx_astralform_check_key(cf, path, key, line) != NGX_OK) {
             return NGX_ERROR;
         }
 
         p = eol + 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A key is compared byte for byte with what follows "Bearer ": a byte
+ * order mark, a NUL, a space or a control character is an editor's or a
+ * script's accident that no client would send, so it fails the start.
+ * A short key or one of few distinct characters is a guessable one.
+ */
+static ngx_int_t
+ngx_astralform_check_key(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *key,
+    ngx_uint_t line)
+{
+    u_char       c, seen[256];
+    ngx_str_t   *directive;
+    ngx_uint_t   i, blank, variety;
+    const char  *problem;
+
+    directive = cf->args->elts;
+    problem = NULL;
+    blank = 0;
+    variety = 0;
+    ngx_memzero(seen, sizeof(seen));
+
+    for (i = 0; i < key->len; i++) {
+        c = key->data[i];
+
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v') {
+            blank++;
+
+        } else if (c == '\0') {
+            problem = "that holds a NUL byte";
+            break;
+
+        } else if (c < 0x20 || c >= 0x7f) {
+            problem = "that holds a control or non-ASCII byte";
+        }
+
+        if (!seen[c]) {
+            seen[c] = 1;
+            variety++;
+        }
+    }
+
+    if (key->len >= 3 && ngx_strncmp(key->data, "\xef\xbb\xbf", 3) == 0) {
+        problem = "that starts with a UTF-8 byte order mark";
+
+    } else if (key->len && blank == key->len) {
+        problem = "that is only whitespace";
+
+    } else if (problem == NULL && blank) {
+        problem = "that holds whitespace";
+
+    } else if (problem == NULL && key->len < NGX_ASTRALFORM_MIN_API_KEY) {
+        problem = "shorter than 16 characters";
+    }
+
+    if (problem != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" has a key in \"%V\" %s (line %ui)",
+                           &directive[0], path, problem, line);
+        return NGX_ERROR;
+    }
+
+    if (key->len < NGX_ASTRALFORM_GOOD_API_KEY
+        || variety < NGX_ASTRALFORM_KEY_VARIETY)
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"%V\" has a weak key in \"%V\" (line %ui): "
+                           "use %d or more random characters",
+                           &directive[0], path, line,
+                           NGX_ASTRALFORM_GOOD_API_KEY);
+    }
+
+    return NGX_OK;
+}
+
+
+/* astralform_agent PROJECT AGENT_ID key_file=PATH */
+static char *
+ngx_astralform_agent(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_astralform_main_conf_t *amcf = conf;
+
+    ngx_str_t                       *value, path;
+    ngx_astralform_conf_ctx_t       *cctx;
+    ngx_astralform_pending_agent_t  *p;
+
+    cctx = amcf->conf_ctx;
+    value = cf->args->elts;
+
+    if (!ngx_astralform_valid_identity(&value[2])) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"astralform_agent\" id \"%V\" must be 1 to 128 "
+                           "letters, digits or \"._:@-\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (value[3].len <= 9 || ngx_strncmp(value[3].data, "key_file=", 9) != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"astralform_agent\" has an invalid parameter "
+                           "\"%V\": it takes key_file=PATH", &value[3]);
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_array_push(&cctx->agents);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(p, sizeof(ngx_astralform_pending_agent_t));
+    p->project = value[1];
+    p->agent.id = value[2];
+    p->file = cf->conf_file->file.name.data;
+    p->line = cf->conf_file->line;
+
+    if (ngx_array_init(&p->agent.keys, cf->pool, 2, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    path.data = value[3].data + 9;
+    path.len = value[3].len - 9;
+
+    if (ngx_astralform_read_keys(cf, &path, &p->agent.keys) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_astralform_resolve_agent(ngx_conf_t *cf,
+    ngx_astralform_main_conf_t *amcf, ngx_astralform_pending_agent_t *p)
+{
+    const char                *problem;
+    ngx_uint_t                 i;
+    ngx_astralform_agent_t    *agent;
+    ngx_astralform_project_t  *project;
+
+    problem = NULL;
+    project = ngx_astralform_find_project(amcf, &p->project);
+
+    if (project == NULL) {
+        problem = "names an unknown project";
+
+    } else {
+        agent = project->agents.elts;
+
+        for (i = 0; i < project->agents.nelts; i++) {
+            if (agent[i].id.len == p->agent.id.len
+                && ngx_strncmp(agent[i].id.data, p->agent.id.data,
+                               p->agent.id.len) == 0)
+            {
+                problem = "is duplicate: give one key_file= several lines "
+                          "to rotate keys";
+                break;
+            }
+        }
+    }
+
+    if (problem != NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"astralform_agent %V %V\" %s in %s:%ui",
+                      &p->project, &p->agent.id, problem, p->file, p->line);
+        return NGX_ERROR;
+    }
+
+    agent = ngx_array_push(&project->agents);
+    if (agent == NULL) {
+        return NGX_ERROR;
+    }
+
+    *agent = p->agent;
+
+    return NGX_OK;
+}
+
+
+/*
+ * One key, one owner: a key of two projects, or of an agent and a
+ * project-wide list, would make who is calling depend on the order of
+ * the configuration.
+ */
+static ngx_int_t
+ngx_astralform_unique_keys(ngx_conf_t *cf, ngx_astralform_main_conf_t *amcf)
+{
+    ngx_uint_t                 i, j;
+    ngx_array_t                uses;
+    ngx_astralform_agent_t    *agent;
+    ngx_astralform_project_t  *project;
+    ngx_astralform_key_use_t  *u;
+
+    if (ngx_array_init(&uses, cf->temp_pool, 16,
+                       sizeof(ngx_astralform_key_use_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    project = amcf->projects.elts;
+
+    for (i = 0; i < amcf->projects.nelts; i++) {
+        if (ngx_astralform_key_uses(cf->temp_pool, &uses,
+                                    &project[i].admin_keys, &project[i],
+                                    NULL, "admin_key_file=")
+            != NGX_OK
+            || ngx_astralform_key_uses(cf->temp_pool, &uses,
+                                       &project[i].agent_keys, &project[i],
+                                       NULL, "agent_key_file=")
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        agent = project[i].agents.elts;
+
+        for (j = 0; j < project[i].agents.nelts; j++) {
+            if (ngx_astralform_key_uses(cf->temp_pool, &uses, &agent[j].keys,
+                                        &project[i], &agent[j].id,
+                                        "astralform_agent")
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    u = uses.elts;
+
+    for (i = 0; i < uses.nelts; i++) {
+        for (j = i + 1; j < uses.nelts; j++) {
+            if (u[i].key->len != u[j].key->len
+                || ngx_memcmp(u[i].key->data, u[j].key->data, u[i].key->len)
+                   != 0)
+            {
+                continue;
+            }
+
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "one key is given twice, in %V and in %V: every "
+                          "project and agent needs keys of its own",
+                          &u[i].owner, &u[j].owner);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_astralform_key_uses(ngx_pool_t *pool, ngx_array_t *uses,
+    ngx_array_t *keys, ngx_astralform_project_t *project, ngx_str_t *agent,
+    const char *what)
+{
+    u_char                    *p;
+    ngx_str_t                 *key, owner;
+    ngx_uint_t                 i;
+    ngx_astralform_key_use_t  *u;
+
+    if (keys->nelts == 0) {
+        return NGX_OK;
+    }
+
+    /* "astralform_agent p1 a1" or "astralform_project p1 agent_key_file=" */
+    owner.data = ngx_pnalloc(pool, sizeof("\"astralform_project  \"")
+                                   + project->id.len + ngx_strlen(what)
+                                   + (agent ? agent->len : 0));
+    if (owner.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (agent != NULL) {
+        p = ngx_sprintf(owner.data, "\"%s %V %V\"", what, &project->id,
+                        agent);
+    } else {
+        p = ngx_sprintf(owner.data, "\"astralform_project %V %s\"",
+                        &project->id, what);
+    }
+
+    owner.len = p - owner.data;
+    key = keys->elts;
+
+    for (i = 0; i < keys->nelts; i++) {
+        u = ngx_array_push(uses);
+        if (u == NULL) {
+            return NGX_ERROR;
+        }
+
+        u->key = &key[i];
+        u->owner = owner;
     }
 
     return NGX_OK;

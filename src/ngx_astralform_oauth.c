@@ -6,7 +6,8 @@
  * redirects and small HTML pages (ngx_astralform_oauth_page.c), never JSON,
  * and never show a code.
  *
- *   connect_url()  {P}:session:<SID>  {connector, user, return_url, agent}
+ *   connect_url()  {P}:session:<SID>  {connector, user, return_url, agent},
+ *                  counted in {P}:sessions (ngx_astralform_quota.c)
  *   authorize      GETDEL the session; {P}:state:<STATE> sealed {connector,
  *                  user, return_url, verifier, binding, issuer, token_url};
  *                  a cookie binds the flow to the browser that started it
@@ -91,7 +92,7 @@ ngx_astralform_oauth_connect_url(ngx_astralform_ctx_t *ctx,
     u_char                    *p;
     char                      *text;
     json_t                    *json;
-    ngx_str_t                  sid, argv[5];
+    ngx_str_t                  sid, value;
     ngx_pool_t                *pool;
     ngx_astralform_connect_t  *cn;
 
@@ -124,7 +125,7 @@ ngx_astralform_oauth_connect_url(ngx_astralform_ctx_t *ctx,
     text = json ? json_dumps(json, JSON_COMPACT) : NULL;
     json_decref(json);
 
-    if (text == NULL || ngx_astralform_strdup(pool, &argv[2], text) != NGX_OK)
+    if (text == NULL || ngx_astralform_strdup(pool, &value, text) != NGX_OK)
     {
         ngx_free(text);
         handler(ctx, NGX_ERROR, NULL);
@@ -138,11 +139,8 @@ ngx_astralform_oauth_connect_url(ngx_astralform_ctx_t *ctx,
                   + ctx->project->id.len + sid.len;
 
     cn->url.data = ngx_pnalloc(pool, cn->url.len);
-    argv[4].data = ngx_pnalloc(pool, NGX_INT_T_LEN);
 
-    if (cn->url.data == NULL || argv[4].data == NULL
-        || ngx_astralform_key(ctx, &argv[1], "session", &sid) != NGX_OK)
-    {
+    if (cn->url.data == NULL) {
         handler(ctx, NGX_ERROR, NULL);
         return;
     }
@@ -152,14 +150,10 @@ ngx_astralform_oauth_connect_url(ngx_astralform_ctx_t *ctx,
                     &ctx->project->id, &sid);
     cn->url.len = p - cn->url.data;
 
-    ngx_str_set(&argv[0], "SET");
-    ngx_str_set(&argv[3], "PX");
-    argv[4].len = ngx_sprintf(argv[4].data, "%M", ctx->amcf->session_ttl)
-                  - argv[4].data;
-
-    if (ngx_astralform_redis_send(pool, ctx->request->connection->log,
-                                  ngx_astralform_connect_stored, cn, 5, argv)
-        == NULL)
+    /* one place of astralform_max_pending_sessions until opened */
+    if (ngx_astralform_quota_session(ctx, &sid, &value,
+                                     ngx_astralform_connect_stored, cn)
+        != NGX_OK)
     {
         handler(ctx, NGX_ERROR, NULL);
     }
@@ -171,12 +165,12 @@ ngx_astralform_connect_stored(redisReply *reply, void *data)
 {
     ngx_astralform_connect_t  *cn = data;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_STATUS) {
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
         cn->handler(cn->ctx, NGX_ERROR, NULL);
         return;
     }
 
-    cn->handler(cn->ctx, NGX_OK, &cn->url);
+    cn->handler(cn->ctx, reply->integer ? NGX_OK : NGX_BUSY, &cn->url);
 }
 
 
@@ -280,7 +274,11 @@ ngx_astralform_oauth_authorize_handler(ngx_astralform_ctx_t *ctx)
         == NULL)
     {
         ngx_astralform_authorize_session(NULL, ctx);
+        return NGX_DONE;
     }
+
+    /* opened: the session leaves astralform_max_pending_sessions */
+    ngx_astralform_quota_session_done(ctx, &sid);
 
     return NGX_DONE;
 }
@@ -1146,6 +1144,15 @@ ngx_astralform_callback_stored(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
     ngx_astralform_flow_t  *flow;
 
     flow = ctx->data;
+
+    if (rc == NGX_BUSY) {
+        ngx_astralform_quota_log(ctx, NGX_ASTRALFORM_QUOTA_CREDENTIALS);
+        ngx_astralform_oauth_page(ctx, NGX_HTTP_TOO_MANY_REQUESTS,
+                                  "quota_exceeded", "Not connected",
+                                  "This application cannot store more "
+                                  "connections. Tell its operator.");
+        return;
+    }
 
     if (rc != NGX_OK) {
         ngx_astralform_oauth_page(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,

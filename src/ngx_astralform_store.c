@@ -11,6 +11,8 @@
  *   {P}:tokens:<C>          hash  user id -> sealed token record, so that
  *                                 disabling C finds every token of it
  *   {P}:session:<S>         string, TTL: a connect session (OAuth issue)
+ *   {P}:sessions            sorted set, TTL: pending session ids -> expiry
+ *                                 (ms), for astralform_max_pending_sessions
  *   {P}:state:<STATE>       string, TTL: an OAuth state, consumed once
  *   {P}:lock:<C>:<U>        string, lease: the refresh lock of one token
  */

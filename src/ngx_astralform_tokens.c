@@ -138,7 +138,7 @@ ngx_astralform_token_put(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, ngx_astralform_token_t *tok,
     ngx_str_t *expect, ngx_astralform_token_pt handler)
 {
-    ngx_str_t                   blob, argv[4];
+    ngx_str_t                   blob, key;
     ngx_astralform_token_op_t  *op;
 
     op = ngx_pcalloc(ctx->request->pool, sizeof(ngx_astralform_token_op_t));
@@ -168,15 +168,11 @@ ngx_astralform_token_put(ngx_astralform_ctx_t *ctx,
         return;
     }
 
-    ngx_str_set(&argv[0], "HSET");
-    argv[2] = ctx->user;
-    argv[3] = blob;
-
-    if (ngx_astralform_key(ctx, &argv[1], "tokens", &conn->id) != NGX_OK
-        || ngx_astralform_redis_send(ctx->request->pool,
-                                     ctx->request->connection->log,
-                                     ngx_astralform_token_stored, op, 4, argv)
-           == NULL)
+    /* a new credential takes a place of astralform_max_credentials */
+    if (ngx_astralform_key(ctx, &key, "tokens", &conn->id) != NGX_OK
+        || ngx_astralform_quota_hset(ctx, &key, &ctx->user, &blob,
+                                     ngx_astralform_token_stored, op)
+           != NGX_OK)
     {
         handler(ctx, NGX_ERROR, NULL);
     }
@@ -190,6 +186,12 @@ ngx_astralform_token_stored(redisReply *reply, void *data)
 
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
         op->handler(op->ctx, NGX_ERROR, NULL);
+        return;
+    }
+
+    /* the quota script answers -1 when the project is full */
+    if (!op->cas && reply->integer < 0) {
+        op->handler(op->ctx, NGX_BUSY, NULL);
         return;
     }
 

@@ -51,6 +51,8 @@ void ngx_astralform_token_use(ngx_astralform_ctx_t *ctx,
 /*
  * Seals tok and stores it. With expect (the blob read before), the write is
  * a compare-and-set: rc NGX_DECLINED when the stored blob changed since.
+ * Without, a credential the user did not have yet must fit the project's
+ * astralform_max_credentials (the connectors loaded): rc NGX_BUSY if not.
  */
 void ngx_astralform_token_put(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, ngx_astralform_token_t *tok,

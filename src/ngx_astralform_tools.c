@@ -1154,6 +1154,13 @@ ngx_astralform_call_auth_url(ngx_astralform_ctx_t *ctx, ngx_int_t rc,
     ngx_astralform_call_t       *call;
     ngx_astralform_connector_t  *conn;
 
+    if (rc == NGX_BUSY) {
+        ngx_astralform_finish(ctx,
+            ngx_astralform_quota_exceeded(ctx,
+                                          NGX_ASTRALFORM_QUOTA_SESSIONS));
+        return;
+    }
+
     if (rc != NGX_OK) {
         ngx_astralform_store_unavailable(ctx);
         return;

@@ -104,24 +104,4 @@ File::Path::remove_tree($root2) if Test::More->builder->is_passing;
 done_testing();
 
 # runs $code with Astralform::Test pointed at the second instance
-sub second {
-    my ($code) = @_;
-    no warnings 'once';
-    local $Astralform::Test::ServRoot = $root2;
-    local $Astralform::Test::ConfFile = "$root2/conf/nginx.conf";
-    local $Astralform::Test::ErrLog = "$root2/logs/error.log";
-    local $Astralform::Test::PidFile = "$root2/logs/nginx.pid";
-    local $Astralform::Test::StderrFile = "$root2/logs/stderr.log";
-    $code->();
-}
-
-sub free_port {
-    for (1 .. 50) {
-        my $p = 20000 + int(rand(12000));
-        my $s = IO::Socket::INET->new(LocalAddr => '0.0.0.0', LocalPort => $p,
-                                      Listen => 1, Proto => 'tcp') or next;
-        close $s;
-        return $p;
-    }
-    die "no free port\n";
-}
+sub second { in_servroot($root2, @_) }

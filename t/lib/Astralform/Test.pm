@@ -43,6 +43,10 @@ package Astralform::Test;
 #   stop_nginx()              # TERM the master and wait until it is gone
 #   error_log_text()          # contents of t/servroot/logs/error.log
 #   truncate_error_log()
+#   free_port()               # a port nothing listens on, for a 2nd server
+#   in_servroot($dir, sub { start_nginx(..., port => free_port()) })
+#       # runs the code with every helper pointed at servroot $dir: a second
+#       # nginx instance
 
 use strict;
 use warnings;
@@ -58,7 +62,8 @@ our @EXPORT = qw(start_nginx stop_nginx reload_nginx http_req redis_cmd
                  error_log_text truncate_error_log);
 our @EXPORT_OK = (@EXPORT, qw(nginx_conf expand_env nginx_pid nginx_running
                               start_nginx_raw http_raw parse_http_response
-                              prepare_servroot wait_port $ServRoot $ErrLog));
+                              prepare_servroot wait_port $ServRoot $ErrLog
+                              free_port in_servroot));
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
 our $ServRoot = $ENV{TEST_NGINX_SERVROOT}
@@ -556,6 +561,27 @@ sub redis_cmd {
     my $reply = _redis_reply($sock, \$buf);
     close $sock;
     return $reply;
+}
+
+sub free_port {
+    for (1 .. 50) {
+        my $p = 20000 + int(rand(12000));
+        my $s = IO::Socket::INET->new(LocalAddr => '0.0.0.0', LocalPort => $p,
+                                      Listen => 1, Proto => 'tcp') or next;
+        close $s;
+        return $p;
+    }
+    die "no free port\n";
+}
+
+sub in_servroot {
+    my ($root, $code) = @_;
+    local $ServRoot = $root;
+    local $ConfFile = "$root/conf/nginx.conf";
+    local $ErrLog = "$root/logs/error.log";
+    local $PidFile = "$root/logs/nginx.pid";
+    local $StderrFile = "$root/logs/stderr.log";
+    return $code->();
 }
 
 1;
