@@ -675,8 +675,8 @@ ngx_astralform_project(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_astralform_main_conf_t *amcf = conf;
 
-    ngx_str_t                 *value, path, *admin, *agent;
-    ngx_uint_t                 i, j;
+    ngx_str_t                 *value, path;
+    ngx_uint_t                 i;
     ngx_astralform_project_t  *project;
 
     value = cf->args->elts;
@@ -750,23 +750,6 @@ ngx_astralform_project(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "\"astralform_project\" \"%V\" needs "
                            "admin_key_file=", &value[1]);
         return NGX_CONF_ERROR;
-    }
-
-    /* an agent key that is also an admin key would be an admin key */
-    admin = project->admin_keys.elts;
-    agent = project->agent_keys.elts;
-
-    for (i = 0; i < project->admin_keys.nelts; i++) {
-        for (j = 0; j < project->agent_keys.nelts; j++) {
-            if (ngx_astralform_secret_eq(&admin[i], &agent[j])) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "\"astralform_project\" \"%V\" has the "
-                                   "same key in admin_key_file= and "
-                                   "agent_key_file=: give agents keys of "
-                                   "their own", &value[1]);
-                return NGX_CONF_ERROR;
-            }
-        }
     }
 
     return NGX_CONF_OK;

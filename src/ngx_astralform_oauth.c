@@ -277,8 +277,10 @@ ngx_astralform_oauth_authorize_handler(ngx_astralform_ctx_t *ctx)
         return NGX_DONE;
     }
 
-    /* opened: the session leaves astralform_max_pending_sessions */
-    ngx_astralform_quota_session_done(ctx, &sid);
+    /* spent: the session leaves astralform_max_pending_sessions */
+    if (flow->confirmed) {
+        ngx_astralform_quota_session_done(ctx, &sid);
+    }
 
     return NGX_DONE;
 }

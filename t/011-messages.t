@@ -64,7 +64,7 @@ my @cases = (
      "    astralform_key k1 $F/master.key;\n$url"
          . "    astralform_project p1 admin_key_file=$F/p1-admin.keys "
          . "agent_key_file=$F/p1-admin.keys;\n",
-     qr/\[emerg\][^\n]*"astralform_project" "p1" has the same key in admin_key_file= and agent_key_file=/],
+     qr/\[emerg\][^\n]*one key is given twice, in "astralform_project p1 admin_key_file=" and in "astralform_project p1 agent_key_file="/],
     ['a Redis address without a port',
      "    astralform_redis 127.0.0.1;\n",
      qr/\[emerg\][^\n]*"astralform_redis" address "127\.0\.0\.1" has no port: write "127\.0\.0\.1:6379"/],

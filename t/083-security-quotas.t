@@ -152,7 +152,10 @@ is($res->{error}, 'quota_exceeded', 'quota_exceeded, not a link');
 my ($ok) = grep { $_->[0] == 200 } @r;
 my $b = browser();
 my $page = $b->get($ok->[1]{authorization_url});
-is($page->code, 302, 'a pending link is opened');
+is($page->code, 200, 'a pending link shows its confirmation page');
+is(redis_cmd('ZCARD', 't083:{p1}:sessions'), 4, 'the page alone spends nothing');
+$page = confirm($b, $page);
+is($page->code, 302, 'the confirmed link is opened');
 is(redis_cmd('ZCARD', 't083:{p1}:sessions'), 3, 'it no longer counts');
 ($st) = api('POST', '/v1/projects/p1/users/again/connections/slack/authorize', {},
             port => $P2);
