@@ -92,7 +92,7 @@ ngx_astralform_quota_hset(ngx_astralform_ctx_t *ctx, ngx_str_t *key,
     conn = ctx->connectors.elts;
 
     /* EVAL script numkeys KEYS[1] others... field value max */
-    argv = ngx_pnalloc(pool, (ctx->connectors.nelts + 7) * sizeof(ngx_str_t));
+    argv = ngx_palloc(pool, (ctx->connectors.nelts + 7) * sizeof(ngx_str_t));
     if (argv == NULL) {
         return NGX_ERROR;
     }

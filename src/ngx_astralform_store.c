@@ -815,7 +815,11 @@ ngx_astralform_str_copy(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
         return NGX_ERROR;
     }
 
-    ngx_memcpy(dst->data, src->data, src->len);
+    /* an empty string may have no data at all (memcpy from NULL is UB) */
+    if (src->len) {
+        ngx_memcpy(dst->data, src->data, src->len);
+    }
+
     dst->data[src->len] = '\0';
     dst->len = src->len;
 
