@@ -217,27 +217,3 @@ push @Astralform::OAuth::ExtraLogs,
 scan_logs();
 done_testing();
 
-sub parallel {
-    my ($n, $code) = @_;
-    my @kids;
-    for (1 .. $n) {
-        pipe(my $rd, my $wr) or die "pipe: $!";
-        my $pid = fork() // die "fork: $!";
-        if ($pid == 0) {
-            close $rd;
-            print $wr (eval { $code->() } // 'died');
-            close $wr;
-            POSIX::_exit(0);
-        }
-        close $wr;
-        push @kids, [ $pid, $rd ];
-    }
-    my @out;
-    for my $k (@kids) {
-        my $rd = $k->[1];
-        local $/;
-        push @out, scalar(<$rd>) // '';
-        waitpid($k->[0], 0);
-    }
-    return @out;
-}

@@ -49,6 +49,7 @@ package Astralform::Test;
 #       # nginx instance
 
 use strict;
+use POSIX ();
 use warnings;
 
 use Cwd ();
@@ -59,7 +60,7 @@ use IO::Socket::INET;
 use Time::HiRes ();
 
 our @EXPORT = qw(start_nginx stop_nginx reload_nginx http_req redis_cmd
-                 error_log_text truncate_error_log);
+                 error_log_text truncate_error_log parallel);
 our @EXPORT_OK = (@EXPORT, qw(nginx_conf expand_env nginx_pid nginx_running
                               start_nginx_raw http_raw parse_http_response
                               prepare_servroot wait_port $ServRoot $ErrLog
@@ -582,6 +583,34 @@ sub in_servroot {
     local $PidFile = "$root/logs/nginx.pid";
     local $StderrFile = "$root/logs/stderr.log";
     return $code->();
+}
+
+
+# runs $n copies of $code at once in child processes; their results, in
+# order (what each printed: its return value, or "died")
+sub parallel {
+    my ($n, $code) = @_;
+    my @kids;
+    for (1 .. $n) {
+        pipe(my $rd, my $wr) or die "pipe: $!";
+        my $pid = fork() // die "fork: $!";
+        if ($pid == 0) {
+            close $rd;
+            print $wr (eval { $code->() } // 'died');
+            close $wr;
+            POSIX::_exit(0);
+        }
+        close $wr;
+        push @kids, [ $pid, $rd ];
+    }
+    my @out;
+    for my $k (@kids) {
+        my $rd = $k->[1];
+        local $/;
+        push @out, scalar(<$rd>) // '';
+        waitpid($k->[0], 0);
+    }
+    return @out;
 }
 
 1;
