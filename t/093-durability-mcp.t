@@ -96,30 +96,3 @@ remember_secret($SECRET);
 scan_logs();
 done_testing();
 
-# runs $n copies of $code at once in child processes; their results
-sub parallel {
-    my ($n, $code) = @_;
-    my @kids;
-    for my $i (1 .. $n) {
-        pipe(my $rd, my $wr) or die "pipe: $!";
-        my $pid = fork();
-        die "fork: $!" unless defined $pid;
-        if ($pid == 0) {
-            close $rd;
-            my $out = eval { $code->() } // 'died';
-            print $wr $out;
-            close $wr;
-            POSIX::_exit(0);
-        }
-        close $wr;
-        push @kids, [ $pid, $rd ];
-    }
-    my @out;
-    for my $k (@kids) {
-        my $rd = $k->[1];
-        local $/;
-        push @out, scalar(<$rd>) // '';
-        waitpid($k->[0], 0);
-    }
-    return @out;
-}
