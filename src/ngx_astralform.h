@@ -67,6 +67,8 @@ typedef struct {
     ngx_array_t                   projects;        /* ngx_astralform_project_t */
     ngx_array_t                  *return_origins;  /* of ngx_str_t */
     ngx_array_t                  *mcp_origins;     /* of ngx_str_t */
+    ngx_array_t                  *mcp_client_origins; /* of ngx_str_t */
+    ngx_msec_t                    mcp_session_ttl;
     ngx_astralform_http_conf_t    http;
     size_t                        max_body_size;
     ngx_msec_t                    session_ttl;
@@ -92,6 +94,10 @@ typedef enum {
 typedef struct ngx_astralform_ctx_s  ngx_astralform_ctx_t;
 
 typedef void (*ngx_astralform_step_pt)(ngx_astralform_ctx_t *ctx);
+
+/* takes an answer (json released by it) instead of the HTTP client */
+typedef ngx_int_t (*ngx_astralform_answer_pt)(ngx_astralform_ctx_t *ctx,
+    ngx_uint_t status, json_t *json);
 
 
 /* Per-request state carried between the asynchronous steps. */
@@ -136,6 +142,9 @@ struct ngx_astralform_ctx_s {
                                                       as JSON */
     unsigned                      answered:1;      /* the module answered */
     unsigned                      form:1;          /* body: a browser form */
+    ngx_astralform_answer_pt      answer;          /* another door's */
+    void                         *door;            /* that door's state */
+    unsigned                      any_body:1;
 };
 
 
@@ -250,6 +259,9 @@ ngx_int_t ngx_astralform_diagnose_handler(ngx_astralform_ctx_t *ctx);
 ngx_int_t ngx_astralform_diagnose(ngx_astralform_ctx_t *ctx);
 /* blanks every "code=" argument (any case) in what the logs show */
 void ngx_astralform_redact_code(ngx_http_request_t *r);
+ngx_int_t ngx_astralform_catalog_handler(ngx_astralform_ctx_t *ctx);
+ngx_int_t ngx_astralform_mcp_agent_handler(ngx_astralform_ctx_t *ctx);
+ngx_int_t ngx_astralform_mcp_admin_handler(ngx_astralform_ctx_t *ctx);
 
 ngx_int_t ngx_astralform_api_handler(ngx_http_request_t *r);
 ngx_int_t ngx_astralform_variables_add(ngx_conf_t *cf);

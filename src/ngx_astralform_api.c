@@ -75,7 +75,8 @@ static ngx_int_t ngx_astralform_health_handler(ngx_astralform_ctx_t *ctx);
 static void ngx_astralform_health_reply(redisReply *reply, void *data);
 static json_t *ngx_astralform_health_json(const char *status,
     const char *redis);
-static ngx_int_t ngx_astralform_catalog_handler(ngx_astralform_ctx_t *ctx);
+static ngx_int_t ngx_astralform_answer_divert(ngx_astralform_ctx_t *ctx,
+    ngx_uint_t status, json_t *head, const char *member, ngx_str_t *raw);
 static void ngx_astralform_ctx_cleanup(void *data);
 static const char *ngx_astralform_unknown_field(json_t *body,
     const char **known);
@@ -145,6 +146,13 @@ static ngx_astralform_route_t  ngx_astralform_routes[] = {
 
     { NGX_HTTP_POST, { "v1", "connectors", "oauth", "authorize", NULL },
       NGX_ASTRALFORM_AUTH_FORM, ngx_astralform_oauth_authorize_handler },
+
+    { NGX_HTTP_GET|NGX_HTTP_POST|NGX_HTTP_DELETE,
+      { "v1", "projects", "*", "mcp", NULL },
+      NGX_ASTRALFORM_AUTH_PROJECT, ngx_astralform_mcp_agent_handler },
+
+    { NGX_HTTP_GET|NGX_HTTP_POST|NGX_HTTP_DELETE, { "v1", "mcp", NULL },
+      NGX_ASTRALFORM_AUTH_ANY, ngx_astralform_mcp_admin_handler },
 
     { 0, { NULL }, 0, NULL }
 };
@@ -270,6 +278,10 @@ ngx_astralform_api_handler(ngx_http_request_t *r)
 
     ctx->data = route;
     ctx->form = (route->auth == NGX_ASTRALFORM_AUTH_FORM);
+
+    /* JSON-RPC: the MCP transport answers a bad body in its own terms */
+    ctx->any_body = route->handler == ngx_astralform_mcp_agent_handler
+                    || route->handler == ngx_astralform_mcp_admin_handler;
 
     if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH))) {
         rc = ngx_http_discard_request_body(r);
@@ -702,6 +714,10 @@ ngx_astralform_parse_body(ngx_astralform_ctx_t *ctx)
     ctx->body = json_loadb((char *) body.data, body.len,
                            JSON_REJECT_DUPLICATES, &jerr);
 
+    if (ctx->any_body) {
+        return NGX_OK;
+    }
+
     if (ctx->body == NULL) {
         /* jansson's text may quote the body (a secret): position only */
         rc = ngx_astralform_send_error(ctx, NGX_HTTP_BAD_REQUEST,
@@ -716,6 +732,10 @@ ngx_astralform_parse_body(ngx_astralform_ctx_t *ctx)
     }
 
 empty:
+
+    if (ctx->any_body) {
+        return NGX_OK;
+    }
 
     rc = ngx_astralform_send_error(ctx, NGX_HTTP_BAD_REQUEST, "invalid_json",
                                    "the body must be a JSON object");
@@ -890,6 +910,10 @@ ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (ctx->answer != NULL) {
+        return ngx_astralform_answer_divert(ctx, status, head, member, raw);
+    }
+
     /* 15 digits: 48.8534 stays 48.8534, not 48.853400000000001 */
     text = json_dumps(head, JSON_COMPACT|JSON_REAL_PRECISION(15));
     json_decref(head);
@@ -1051,6 +1075,34 @@ ngx_astralform_scrub_answer(ngx_astralform_ctx_t *ctx, json_t *head,
 }
 
 
+/*
+ * Another door (the MCP endpoints) runs a handler and turns its answer
+ * into its own: the whole answer goes to ctx->answer as one object.
+ */
+static ngx_int_t
+ngx_astralform_answer_divert(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
+    json_t *head, const char *member, ngx_str_t *raw)
+{
+    json_t                    *v;
+    ngx_astralform_answer_pt   answer;
+
+    if (raw != NULL) {
+        v = json_loadb((char *) raw->data, raw->len, JSON_DECODE_ANY, NULL);
+        if (v == NULL) {
+            v = json_stringn((char *) raw->data, raw->len);
+        }
+
+        json_object_set_new(head, member, v);
+    }
+
+    /* what the door sends goes out as it is */
+    answer = ctx->answer;
+    ctx->answer = NULL;
+
+    return answer(ctx, status, head);
+}
+
+
 void
 ngx_astralform_store_unavailable(ngx_astralform_ctx_t *ctx)
 {
@@ -1167,7 +1219,7 @@ ngx_astralform_health_json(const char *status, const char *redis)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_astralform_catalog_handler(ngx_astralform_ctx_t *ctx)
 {
     size_t                 j;

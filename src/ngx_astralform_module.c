@@ -171,6 +171,20 @@ static ngx_command_t  ngx_astralform_commands[] = {
       offsetof(ngx_astralform_main_conf_t, mcp_origins),
       NULL },
 
+    { ngx_string("astralform_mcp_client_origin"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_astralform_return_origin,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_astralform_main_conf_t, mcp_client_origins),
+      NULL },
+
+    { ngx_string("astralform_mcp_session_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_astralform_main_conf_t, mcp_session_ttl),
+      NULL },
+
     { ngx_string("astralform_http_ca_file"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -373,6 +387,7 @@ ngx_astralform_create_main_conf(ngx_conf_t *cf)
     amcf->http.max_host_connections = NGX_CONF_UNSET_UINT;
     amcf->max_body_size = NGX_CONF_UNSET_SIZE;
     amcf->session_ttl = NGX_CONF_UNSET_MSEC;
+    amcf->mcp_session_ttl = NGX_CONF_UNSET_MSEC;
     amcf->state_ttl = NGX_CONF_UNSET_MSEC;
     amcf->refresh_skew = NGX_CONF_UNSET_MSEC;
     amcf->revoke_timeout = NGX_CONF_UNSET_MSEC;
@@ -417,6 +432,7 @@ ngx_astralform_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(amcf->http.max_host_connections, 0);
     ngx_conf_init_size_value(amcf->max_body_size, 64 * 1024);
     ngx_conf_init_msec_value(amcf->session_ttl, 600000);
+    ngx_conf_init_msec_value(amcf->mcp_session_ttl, 3600000);
     ngx_conf_init_msec_value(amcf->state_ttl, 600000);
     ngx_conf_init_msec_value(amcf->refresh_skew, 60000);
     ngx_conf_init_msec_value(amcf->revoke_timeout, 5000);
