@@ -34,6 +34,8 @@ function section() {
             const [ctype, body] = Object.entries(rb.content)[0];
             let s = body.schema;
             if (s.$ref) s = doc.components.schemas[s.$ref.split('/').pop()];
+            // a free-form body (JSON-RPC): described in its own section
+            if (!s.properties) continue;
             const req = new Set(s.required || []);
             const form = ctype === 'application/json' ? '' : `, \`${ctype}\``;
             out.push(`\`${m.toUpperCase()} ${p}\` (${op.summary}${form}):`,
