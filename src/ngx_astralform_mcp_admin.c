@@ -38,6 +38,9 @@ static ngx_int_t ngx_astralform_admin_row(ngx_astralform_ctx_t *ctx,
     ngx_int_t *rc);
 static ngx_int_t ngx_astralform_admin_catalog(ngx_astralform_ctx_t *ctx,
     json_t *args);
+static ngx_int_t ngx_astralform_admin_connector_row(
+    ngx_astralform_ctx_t *ctx, json_t *args, ngx_uint_t method,
+    const char *id_arg);
 static ngx_int_t ngx_astralform_admin_list(ngx_astralform_ctx_t *ctx,
     json_t *args);
 static ngx_int_t ngx_astralform_admin_enable(ngx_astralform_ctx_t *ctx,
@@ -355,65 +358,48 @@ ngx_astralform_admin_catalog(ngx_astralform_ctx_t *ctx, json_t *args)
 }
 
 
+/* the connectors rows: list (GET), enable (POST), update, disable */
 static ngx_int_t
-ngx_astralform_admin_list(ngx_astralform_ctx_t *ctx, json_t *args)
+ngx_astralform_admin_connector_row(ngx_astralform_ctx_t *ctx, json_t *args,
+    ngx_uint_t method, const char *id_arg)
 {
     ngx_int_t  rc;
 
-    if (ngx_astralform_admin_row(ctx, NGX_HTTP_GET, args, NULL, NULL, &rc)
+    if (ngx_astralform_admin_row(ctx, method, args, id_arg, NULL, &rc)
         != NGX_OK)
     {
         return rc;
     }
 
     return ngx_astralform_connectors_handler(ctx);
+}
+
+
+static ngx_int_t
+ngx_astralform_admin_list(ngx_astralform_ctx_t *ctx, json_t *args)
+{
+    return ngx_astralform_admin_connector_row(ctx, args, NGX_HTTP_GET, NULL);
 }
 
 
 static ngx_int_t
 ngx_astralform_admin_enable(ngx_astralform_ctx_t *ctx, json_t *args)
 {
-    ngx_int_t  rc;
-
-    if (ngx_astralform_admin_row(ctx, NGX_HTTP_POST, args, NULL, NULL, &rc)
-        != NGX_OK)
-    {
-        return rc;
-    }
-
-    return ngx_astralform_connectors_handler(ctx);
+    return ngx_astralform_admin_connector_row(ctx, args, NGX_HTTP_POST, NULL);
 }
 
 
 static ngx_int_t
 ngx_astralform_admin_update(ngx_astralform_ctx_t *ctx, json_t *args)
 {
-    ngx_int_t  rc;
-
-    if (ngx_astralform_admin_row(ctx, NGX_HTTP_PATCH, args, "connector_id",
-                                 NULL, &rc)
-        != NGX_OK)
-    {
-        return rc;
-    }
-
-    return ngx_astralform_connectors_handler(ctx);
+    return ngx_astralform_admin_connector_row(ctx, args, NGX_HTTP_PATCH, "connector_id");
 }
 
 
 static ngx_int_t
 ngx_astralform_admin_disable(ngx_astralform_ctx_t *ctx, json_t *args)
 {
-    ngx_int_t  rc;
-
-    if (ngx_astralform_admin_row(ctx, NGX_HTTP_DELETE, args,
-                                 "connector_id", NULL, &rc)
-        != NGX_OK)
-    {
-        return rc;
-    }
-
-    return ngx_astralform_connectors_handler(ctx);
+    return ngx_astralform_admin_connector_row(ctx, args, NGX_HTTP_DELETE, "connector_id");
 }
 
 
