@@ -55,6 +55,8 @@ if ($status == 3 && grep { /^SKIP / } @out) {
     diag("BROWSER TESTS SKIPPED: $why");
     diag('install chromium (scripts/install-deps.sh) to run them');
     diag('*' x 70);
+    BAIL_OUT("$why (set ASTRALFORM_TEST_ALLOW_SKIP=1 to skip)")
+        unless $ENV{ASTRALFORM_TEST_ALLOW_SKIP};
     plan skip_all => $why;
 }
 
