@@ -26,14 +26,12 @@ use Time::HiRes qw(time sleep);
 use POSIX ();
 use IO::Socket::INET;
 use lib 't/lib', 'bench/faults/lib';
+use Astralform::Test qw(missing_part);
 
 plan skip_all => 'timing-based, not under valgrind'
     if ($ENV{TEST_NGINX_SANITIZER} // '') eq 'valgrind';
 for my $tool (qw(redis-server redis-sentinel redis-cli)) {
-    next if grep { -x "$_/$tool" } split /:/, $ENV{PATH};
-    BAIL_OUT("$tool not installed (set ASTRALFORM_TEST_ALLOW_SKIP=1 to skip)")
-        unless $ENV{ASTRALFORM_TEST_ALLOW_SKIP};
-    plan skip_all => "$tool not installed"
+    missing_part("$tool not installed")
         unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
 }
 my ($module) = grep { /ngx_astralform_module\.so$/ } split ' ',

@@ -64,7 +64,7 @@ our @EXPORT = qw(start_nginx stop_nginx reload_nginx http_req redis_cmd
 our @EXPORT_OK = (@EXPORT, qw(nginx_conf expand_env nginx_pid nginx_running
                               start_nginx_raw http_raw parse_http_response
                               prepare_servroot wait_port $ServRoot $ErrLog
-                              free_port in_servroot));
+                              free_port in_servroot missing_part));
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
 our $ServRoot = $ENV{TEST_NGINX_SERVROOT}
@@ -75,6 +75,16 @@ our $PidFile = "$ServRoot/logs/nginx.pid";
 our $StderrFile = "$ServRoot/logs/stderr.log";
 our $Binary = $ENV{TEST_NGINX_BINARY} || 'nginx';
 our $StartError = '';
+
+# A real part (a browser, a Redis tool) the file needs is missing: the run
+# fails, unless ASTRALFORM_TEST_ALLOW_SKIP=1 asks to skip (as t/run.sh does
+# for the servers it starts).
+sub missing_part {
+    my ($why) = @_;
+    Test::More::BAIL_OUT("$why (set ASTRALFORM_TEST_ALLOW_SKIP=1 to skip)")
+        unless $ENV{ASTRALFORM_TEST_ALLOW_SKIP};
+    Test::More::plan(skip_all => $why);
+}
 
 sub server_port { $ENV{TEST_NGINX_SERVER_PORT} || 1984 }
 
