@@ -234,6 +234,8 @@ fi
 # every API answer of the run, for t/098-openapi.t
 export TEST_NGINX_ANSWERS=${TEST_NGINX_ANSWERS:-$RUN_TMP/answers.jsonl}
 npm_install t/browser
+# real MCP clients: the SDK client, the conformance suite, Claude Code
+npm_install t/clients
 
 export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
 export TEST_NGINX_REPO=$ROOT
