@@ -5,6 +5,7 @@
 
 #include "ngx_astralform.h"
 #include "ngx_astralform_tokens.h"
+#include "ngx_astralform_record.h"
 
 
 typedef struct {
@@ -18,6 +19,8 @@ typedef struct {
 
 static void ngx_astralform_token_got(redisReply *reply, void *data);
 static void ngx_astralform_token_stored(redisReply *reply, void *data);
+static ngx_int_t ngx_astralform_token_read(ngx_pool_t *pool,
+    ngx_str_t *plain, ngx_astralform_token_t *tok);
 static ngx_int_t ngx_astralform_token_cas(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, ngx_str_t *expect, ngx_str_t *blob,
     ngx_astralform_redis_pt handler, void *data);
@@ -288,15 +291,8 @@ ngx_astralform_token_open(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn, ngx_str_t *user, ngx_str_t *blob,
     ngx_astralform_token_t *tok, ngx_uint_t *stale)
 {
-    json_t                     *json;
-    ngx_str_t                   aad, plain;
-    ngx_pool_t                 *pool;
-    const char                 *type;
-    ngx_astralform_json_str_t   fields[] = {
-        { "access_token", NULL }, { "refresh_token", NULL },
-        { "api_key", NULL }, { "scope", NULL }, { "token_type", NULL },
-        { "account_id", NULL }, { NULL, NULL }
-    };
+    ngx_str_t    aad, plain;
+    ngx_pool_t  *pool;
 
     pool = ctx->request->pool;
 
@@ -308,17 +304,78 @@ ngx_astralform_token_open(ngx_astralform_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    json = json_loadb((char *) plain.data, plain.len, 0, NULL);
+    ngx_memzero(tok, sizeof(ngx_astralform_token_t));
+    tok->blob = *blob;
+
+    if (ngx_astralform_token_read(pool, &plain, tok) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (tok->is_api_key ? tok->api_key.len == 0
+                        : tok->access_token.len == 0)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The record's fields, read in place (they point into the plaintext, which
+ * the pool wipes); a record the flat reader declines goes to jansson.
+ */
+
+static ngx_int_t
+ngx_astralform_token_read(ngx_pool_t *pool, ngx_str_t *plain,
+    ngx_astralform_token_t *tok)
+{
+    json_t                         *json;
+    int64_t                         expires_at, obtained_at;
+    ngx_str_t                       type;
+    const char                     *jtype;
+    ngx_astralform_record_field_t   record[] = {
+        { "type", &type, NULL },
+        { "access_token", &tok->access_token, NULL },
+        { "refresh_token", &tok->refresh_token, NULL },
+        { "api_key", &tok->api_key, NULL },
+        { "scope", &tok->scope, NULL },
+        { "token_type", &tok->token_type, NULL },
+        { "account_id", &tok->account_id, NULL },
+        { "expires_at", NULL, &expires_at },
+        { "obtained_at", NULL, &obtained_at },
+        { NULL, NULL, NULL }
+    };
+    ngx_astralform_json_str_t       fields[] = {
+        { "access_token", NULL }, { "refresh_token", NULL },
+        { "api_key", NULL }, { "scope", NULL }, { "token_type", NULL },
+        { "account_id", NULL }, { NULL, NULL }
+    };
+
+    ngx_str_null(&type);
+    expires_at = 0;
+    obtained_at = 0;
+
+    if (ngx_astralform_record_read(plain->data, plain->len, record)
+        == NGX_OK)
+    {
+        tok->is_api_key = (type.len == sizeof("api_key") - 1
+                           && ngx_strncmp(type.data, "api_key", type.len)
+                              == 0);
+        tok->expires_at = (time_t) expires_at;
+        tok->obtained_at = (time_t) obtained_at;
+        return NGX_OK;
+    }
+
+    /* the flat reader left a record it declines untouched */
+    json = json_loadb((char *) plain->data, plain->len, 0, NULL);
     if (!json_is_object(json)) {
         json_decref(json);
         return NGX_ERROR;
     }
 
-    ngx_memzero(tok, sizeof(ngx_astralform_token_t));
-    tok->blob = *blob;
-
-    type = ngx_astralform_json_value(json, "type");
-    tok->is_api_key = (type != NULL && ngx_strcmp(type, "api_key") == 0);
+    jtype = ngx_astralform_json_value(json, "type");
+    tok->is_api_key = (jtype != NULL && ngx_strcmp(jtype, "api_key") == 0);
 
     tok->expires_at = (time_t) json_integer_value(json_object_get(json,
                                                           "expires_at"));
@@ -338,12 +395,6 @@ ngx_astralform_token_open(ngx_astralform_ctx_t *ctx,
     }
 
     json_decref(json);
-
-    if (tok->is_api_key ? tok->api_key.len == 0
-                        : tok->access_token.len == 0)
-    {
-        return NGX_ERROR;
-    }
 
     return NGX_OK;
 }
