@@ -35,6 +35,8 @@ static void ngx_astralform_wipe_cleanup(void *data);
 
 static EVP_CIPHER      *ngx_astralform_cipher;
 static EVP_CIPHER_CTX  *ngx_astralform_cipher_ctx;
+static u_char           ngx_astralform_cipher_key[NGX_ASTRALFORM_KEY_LEN];
+static ngx_uint_t       ngx_astralform_cipher_keyed;
 
 
 typedef struct {
@@ -296,8 +298,24 @@ ngx_astralform_gcm(ngx_uint_t seal, u_char *key, u_char *nonce,
 
     ctx = ngx_astralform_cipher_ctx;
 
-    ok = EVP_CipherInit_ex(ctx, ngx_astralform_cipher, NULL, key, nonce,
-                           (int) seal) == 1
+    /*
+     * The key schedule (and GCM's hash key) stays in the context: set
+     * again only when another key comes, compared by value, as a freed
+     * key ring's memory may hold a new one.
+     */
+    if (ngx_astralform_cipher_keyed
+        && ngx_memcmp(ngx_astralform_cipher_key, key, NGX_ASTRALFORM_KEY_LEN)
+           == 0)
+    {
+        key = NULL;
+
+    } else {
+        ngx_memcpy(ngx_astralform_cipher_key, key, NGX_ASTRALFORM_KEY_LEN);
+        ngx_astralform_cipher_keyed = 0;
+    }
+
+    ok = EVP_CipherInit_ex(ctx, key ? ngx_astralform_cipher : NULL, NULL, key,
+                           nonce, (int) seal) == 1
          && EVP_CipherUpdate(ctx, NULL, &n, aad_head->data,
                              (int) aad_head->len) == 1
          && EVP_CipherUpdate(ctx, NULL, &n, aad->data, (int) aad->len) == 1
@@ -320,6 +338,11 @@ ngx_astralform_gcm(ngx_uint_t seal, u_char *key, u_char *nonce,
         ngx_explicit_memzero(out, len);
     }
 
+    /* keyed once an init with the key went through */
+    if (key != NULL) {
+        ngx_astralform_cipher_keyed = ok;
+    }
+
     return ok ? NGX_OK : NGX_ERROR;
 }
 
@@ -329,6 +352,8 @@ ngx_astralform_crypto_exit(void)
 {
     EVP_CIPHER_CTX_free(ngx_astralform_cipher_ctx);
     EVP_CIPHER_free(ngx_astralform_cipher);
+    ngx_explicit_memzero(ngx_astralform_cipher_key, NGX_ASTRALFORM_KEY_LEN);
+    ngx_astralform_cipher_keyed = 0;
     ngx_astralform_cipher_ctx = NULL;
     ngx_astralform_cipher = NULL;
 }
