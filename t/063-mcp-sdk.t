@@ -17,6 +17,7 @@ use warnings;
 use Test::More;
 use IO::Select;
 use IPC::Open3 ();
+use POSIX ();
 use Symbol ();
 use Time::HiRes ();
 use Astralform::Test qw(:all);
@@ -111,7 +112,7 @@ sub done_client {
     my ($c) = @_;
     close $c->{in};
     my $deadline = Time::HiRes::time() + 10;
-    while (waitpid($c->{pid}, 1) == 0) {       # WNOHANG
+    while (waitpid($c->{pid}, POSIX::WNOHANG()) == 0) {
         if (Time::HiRes::time() > $deadline) {
             kill 'TERM', $c->{pid};
             waitpid($c->{pid}, 0);
@@ -152,12 +153,17 @@ my @rest = @{ $rest->{tools} || [] };
 ok(@rest >= 4, scalar(@rest) . ' tools over HTTP');
 is_deeply([sort map { $_->{name} } @tools], [sort map { $_->{name} } @rest],
           'listTools = GET /tools of the agent');
+my %rest = map { $_->{name} => $_ } @rest;
 for my $t (@tools) {
+    my $h = $rest{ $t->{name} } // {};
     my $ok = ref $t->{inputSchema} eq 'HASH' && $t->{inputSchema}{type} eq 'object'
         && length($t->{title} // '') && ref $t->{annotations} eq 'HASH'
         && defined $t->{description};
     ok($ok, "$t->{name}: inputSchema, title, annotations, description")
         or diag(explain($t));
+    is_deeply([$t->{inputSchema}, $t->{description}],
+              [$h->{input_schema}, $h->{description}],
+              "$t->{name}: the schema and description of GET /tools");
 }
 my ($repos) = grep { $_->{name} eq 'github_list_repos' } @tools;
 is($repos->{annotations}{readOnlyHint}, JSON::PP::true, 'readOnlyHint of a read');
