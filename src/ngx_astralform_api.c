@@ -12,6 +12,7 @@
 #include "ngx_astralform.h"
 #include "ngx_astralform_revocations.h"
 #include "ngx_astralform_scrub.h"
+#include "ngx_astralform_record.h"
 
 
 #define NGX_ASTRALFORM_MAX_IDENTITY  128
@@ -75,6 +76,8 @@ static ngx_int_t ngx_astralform_health_handler(ngx_astralform_ctx_t *ctx);
 static void ngx_astralform_health_reply(redisReply *reply, void *data);
 static json_t *ngx_astralform_health_json(const char *status,
     const char *redis);
+static ngx_int_t ngx_astralform_answer_dump(ngx_pool_t *pool, json_t *json,
+    size_t room, ngx_str_t *out);
 static ngx_int_t ngx_astralform_answer_divert(ngx_astralform_ctx_t *ctx,
     ngx_uint_t status, json_t *head, const char *member, ngx_str_t *raw);
 static void ngx_astralform_ctx_cleanup(void *data);
@@ -882,12 +885,43 @@ ngx_astralform_send_json(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
  * is raw JSON text the caller has checked: a provider's answer goes out
  * byte for byte, without being serialised again.
  */
+/* jansson's dump of an answer, copied into the pool with room after it */
+
+static ngx_int_t
+ngx_astralform_answer_dump(ngx_pool_t *pool, json_t *json, size_t room,
+    ngx_str_t *out)
+{
+    char    *text;
+    size_t   len;
+
+    /* 15 digits: 48.8534 stays 48.8534, not 48.853400000000001 */
+    text = json_dumps(json, JSON_COMPACT|JSON_REAL_PRECISION(15));
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_strlen(text);
+
+    out->data = ngx_pnalloc(pool, len + room);
+    if (out->data == NULL) {
+        ngx_free(text);
+        return NGX_ERROR;
+    }
+
+    out->len = len;
+    ngx_memcpy(out->data, text, len);
+    ngx_free(text);
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
     json_t *head, const char *member, ngx_str_t *raw)
 {
-    char                *text;
-    size_t               len, size;
+    size_t               room;
+    ngx_str_t            text;
     ngx_int_t            rc;
     ngx_buf_t           *b;
     ngx_chain_t          out;
@@ -914,34 +948,39 @@ ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
         return ngx_astralform_answer_divert(ctx, status, head, member, raw);
     }
 
-    /* 15 digits: 48.8534 stays 48.8534, not 48.853400000000001 */
-    text = json_dumps(head, JSON_COMPACT|JSON_REAL_PRECISION(15));
+    room = 1;
+    if (raw != NULL) {
+        room += ngx_strlen(member) + raw->len + sizeof(",\"\":") - 1;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        json_decref(head);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_astralform_record_write(r->pool, head, room, &text);
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_astralform_answer_dump(r->pool, head, room, &text);
+    }
+
     json_decref(head);
 
-    if (text == NULL) {
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    len = ngx_strlen(text);
-    size = len + 1;
+    b->pos = text.data;
+    b->last = text.data + text.len;
+    b->start = b->pos;
+    b->end = b->last + room;
+    b->temporary = 1;
 
     if (raw != NULL) {
-        size += ngx_strlen(member) + raw->len + sizeof(",\"\":") - 1;
-    }
-
-    b = ngx_create_temp_buf(r->pool, size);
-    if (b == NULL) {
-        ngx_free(text);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (raw == NULL) {
-        b->last = ngx_cpymem(b->pos, text, len);
-
-    } else {
         /* "{...}" becomes "{...,"member":RAW}" */
-        b->last = ngx_cpymem(b->pos, text, len - 1);
-        if (len > 2) {
+        b->last--;
+        if (text.len > 2) {
             *b->last++ = ',';
         }
         b->last = ngx_sprintf(b->last, "\"%s\":", member);
@@ -950,7 +989,6 @@ ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
     }
 
     *b->last++ = '\n';
-    ngx_free(text);
 
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;

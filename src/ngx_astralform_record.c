@@ -1,5 +1,5 @@
 /*
- * The flat record reader (see ngx_astralform_record.h).
+ * Flat JSON records, read and written (see ngx_astralform_record.h).
  */
 
 
@@ -21,6 +21,11 @@ static ngx_int_t ngx_astralform_record_string(ngx_astralform_record_in_t *in,
 static ngx_int_t ngx_astralform_record_integer(ngx_astralform_record_in_t *in,
     int64_t *out);
 static ngx_int_t ngx_astralform_record_literal(ngx_astralform_record_in_t *in);
+static size_t ngx_astralform_record_size(json_t *v);
+static u_char *ngx_astralform_record_put(u_char *p, json_t *v);
+static size_t ngx_astralform_record_string_size(const char *s, size_t len);
+static u_char *ngx_astralform_record_put_string(u_char *p, const char *s,
+    size_t len);
 static ngx_astralform_record_field_t *ngx_astralform_record_field(
     ngx_astralform_record_field_t *fields, ngx_str_t *key);
 
@@ -285,4 +290,156 @@ ngx_astralform_record_field(ngx_astralform_record_field_t *fields,
     }
 
     return NULL;
+}
+
+
+ngx_int_t
+ngx_astralform_record_write(ngx_pool_t *pool, json_t *obj, size_t room,
+    ngx_str_t *out)
+{
+    u_char      *p;
+    size_t       size, n;
+    json_t      *v;
+    const char  *key;
+
+    if (!json_is_object(obj)) {
+        return NGX_DECLINED;
+    }
+
+    size = sizeof("{}") - 1;
+
+    json_object_foreach(obj, key, v) {
+        n = ngx_astralform_record_size(v);
+        if (n == 0) {
+            return NGX_DECLINED;
+        }
+        size += ngx_astralform_record_string_size(key, ngx_strlen(key))
+                + sizeof(":,") - 1 + n;
+    }
+
+    p = ngx_pnalloc(pool, size + room);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+    *p++ = '{';
+
+    json_object_foreach(obj, key, v) {
+        if (p != out->data + 1) {
+            *p++ = ',';
+        }
+        p = ngx_astralform_record_put_string(p, key, ngx_strlen(key));
+        *p++ = ':';
+        p = ngx_astralform_record_put(p, v);
+    }
+
+    *p++ = '}';
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+/* what a member's value takes, 0 for one this writer does not write */
+
+static size_t
+ngx_astralform_record_size(json_t *v)
+{
+    switch (json_typeof(v)) {
+
+    case JSON_STRING:
+        return ngx_astralform_record_string_size(json_string_value(v),
+                                                 json_string_length(v));
+    case JSON_INTEGER:
+        return NGX_INT64_LEN;
+
+    case JSON_TRUE:
+    case JSON_NULL:
+        return sizeof("true") - 1;
+
+    case JSON_FALSE:
+        return sizeof("false") - 1;
+
+    default:
+        return 0;
+    }
+}
+
+
+static u_char *
+ngx_astralform_record_put(u_char *p, json_t *v)
+{
+    switch (json_typeof(v)) {
+
+    case JSON_STRING:
+        return ngx_astralform_record_put_string(p, json_string_value(v),
+                                                json_string_length(v));
+    case JSON_INTEGER:
+        return ngx_sprintf(p, "%L", (int64_t) json_integer_value(v));
+
+    case JSON_TRUE:
+        return ngx_cpymem(p, "true", 4);
+
+    case JSON_FALSE:
+        return ngx_cpymem(p, "false", 5);
+
+    default:
+        return ngx_cpymem(p, "null", 4);
+    }
+}
+
+
+/* jansson's escaping: '"', '\\' and the control characters, nothing else */
+
+static size_t
+ngx_astralform_record_string_size(const char *s, size_t len)
+{
+    size_t  i, size;
+
+    size = len + 2;
+
+    for (i = 0; i < len; i++) {
+        if ((u_char) s[i] < 0x20 || s[i] == '"' || s[i] == '\\') {
+            size += sizeof("\\u0000") - 2;
+        }
+    }
+
+    return size;
+}
+
+
+static u_char *
+ngx_astralform_record_put_string(u_char *p, const char *s, size_t len)
+{
+    u_char  c;
+    size_t  i;
+
+    *p++ = '"';
+
+    for (i = 0; i < len; i++) {
+        c = (u_char) s[i];
+
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *p++ = c;
+            continue;
+        }
+
+        *p++ = '\\';
+
+        switch (c) {
+        case '"':  *p++ = '"';  break;
+        case '\\': *p++ = '\\'; break;
+        case '\b': *p++ = 'b';  break;
+        case '\f': *p++ = 'f';  break;
+        case '\n': *p++ = 'n';  break;
+        case '\r': *p++ = 'r';  break;
+        case '\t': *p++ = 't';  break;
+        default:   p = ngx_sprintf(p, "u%04Xd", (ngx_uint_t) c);
+        }
+    }
+
+    *p++ = '"';
+
+    return p;
 }

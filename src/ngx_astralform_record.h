@@ -1,4 +1,7 @@
 /*
+ * Flat JSON, read and written fast: the shapes on the hot path of every
+ * tool call.
+ *
  * A reader for the gateway's own flat JSON records (an end user's sealed
  * credential, once opened), on the hot path of every tool call.
  *
@@ -17,6 +20,7 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <jansson.h>
 
 
 typedef struct {
@@ -33,6 +37,18 @@ typedef struct {
  */
 ngx_int_t ngx_astralform_record_read(u_char *buf, size_t len,
     ngx_astralform_record_field_t *fields);
+
+
+/*
+ * A flat object (string, integer, boolean and null members) as compact
+ * JSON, byte for byte what json_dumps(JSON_COMPACT) writes, in a pool
+ * buffer with "room" bytes to spare after it;
+ * anything else (a nested value, a real) is NGX_DECLINED for jansson.
+ * jansson's dump costs ~10k instructions for a two-member object (its
+ * cycle check formats a key per container).
+ */
+ngx_int_t ngx_astralform_record_write(ngx_pool_t *pool, json_t *obj,
+    size_t room, ngx_str_t *out);
 
 
 #endif /* _NGX_ASTRALFORM_RECORD_H_INCLUDED_ */
