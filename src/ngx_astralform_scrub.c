@@ -26,9 +26,9 @@ ngx_int_t
 ngx_astralform_scrub_add(ngx_pool_t *pool, ngx_array_t **forms,
     ngx_str_t *secret)
 {
-    u_char  *p;
+    u_char  *p, c;
     char    *text;
-    size_t   n;
+    size_t   n, i;
     json_t  *s;
 
     if (secret->len < NGX_ASTRALFORM_SCRUB_MIN) {
@@ -62,6 +62,22 @@ ngx_astralform_scrub_add(ngx_pool_t *pool, ngx_array_t **forms,
         if (ngx_astralform_scrub_form(pool, *forms, p, n) != NGX_OK) {
             return NGX_ERROR;
         }
+    }
+
+    /*
+     * Printable ASCII with nothing JSON escapes (with JSON_ESCAPE_SLASH)
+     * is its own JSON form, registered above: most tokens and keys are,
+     * and jansson's dump costs more than the rest of this together.
+     */
+    for (i = 0; i < secret->len; i++) {
+        c = secret->data[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '/') {
+            break;
+        }
+    }
+
+    if (i == secret->len) {
+        return NGX_OK;
     }
 
     s = json_stringn((char *) secret->data, secret->len);
