@@ -110,6 +110,7 @@ typedef struct {
 
 static CURL *ngx_astralform_http_get_easy(void);
 static void ngx_astralform_http_put_easy(CURL *easy, CURLMcode removed);
+static ngx_int_t ngx_astralform_http_clear_easy(CURL *easy);
 static ngx_int_t ngx_astralform_http_setup_easy(CURL *easy);
 static ngx_int_t ngx_astralform_http_setup(ngx_astralform_http_req_t *hr,
     CURL *easy);
@@ -343,14 +344,14 @@ ngx_astralform_http_get_easy(void)
 
     w = &ngx_astralform_http_worker;
 
+    /* a kept handle still has the shared options */
     if (w->neasies) {
-        easy = w->easies[--w->neasies];
+        return w->easies[--w->neasies];
+    }
 
-    } else {
-        easy = curl_easy_init();
-        if (easy == NULL) {
-            return NULL;
-        }
+    easy = curl_easy_init();
+    if (easy == NULL) {
+        return NULL;
     }
 
     if (ngx_astralform_http_setup_easy(easy) != NGX_OK) {
@@ -365,9 +366,8 @@ ngx_astralform_http_get_easy(void)
 /*
  * removed: what curl_multi_remove_handle() returned for the handle (CURLM_OK
  * for one never added); otherwise it may still be in the multi handle, and
- * only curl_easy_cleanup() copes with that. curl_easy_reset() drops every
- * option, the pointers into the request's pool with them; its connection
- * went back to the multi handle's cache with the remove.
+ * only curl_easy_cleanup() copes with that. Its connection went back to the
+ * multi handle's cache with the remove.
  */
 
 static void
@@ -377,13 +377,46 @@ ngx_astralform_http_put_easy(CURL *easy, CURLMcode removed)
 
     w = &ngx_astralform_http_worker;
 
-    if (removed != CURLM_OK || w->neasies == NGX_ASTRALFORM_HTTP_EASIES) {
+    if (removed != CURLM_OK || w->neasies == NGX_ASTRALFORM_HTTP_EASIES
+        || ngx_astralform_http_clear_easy(easy) != NGX_OK)
+    {
         curl_easy_cleanup(easy);
         return;
     }
 
-    curl_easy_reset(easy);
     w->easies[w->neasies++] = easy;
+}
+
+
+/*
+ * What ngx_astralform_http_setup() set for one request, undone, so that a
+ * kept handle needs only the next request's options: cheaper than
+ * curl_easy_reset() and the shared options again. The pointers into the
+ * request's pool go, the URL (it may carry a key) and the copied body are
+ * freed (CURLOPT_POSTFIELDS drops the copy), and GET is the method again.
+ */
+
+static ngx_int_t
+ngx_astralform_http_clear_easy(CURL *easy)
+{
+    if (curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_URL, NULL) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_WRITEDATA, NULL) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_HEADERDATA, NULL) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, NULL) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                            (curl_off_t) -1) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_NOBODY, 0L) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 0L) != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
