@@ -1,4 +1,4 @@
--- wrk script for bench/run.sh, used on both paths so the client does the
+-- wrk script for bench/mock.sh, used on both paths so the client does the
 -- same work for each: counts answers that are not 2xx.
 --   BENCH_MODE=proxy  the request on the command line (GET /bench/echo)
 --   BENCH_MODE=call   POST a bench_echo tool call with BENCH_AGENT_KEY for
