@@ -59,8 +59,8 @@ NGINX_PID_FILE=
 CG_PID=
 STATUS=1
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 cleanup() {
     local pid
@@ -100,22 +100,6 @@ for tool in wrk redis-server redis-cli node curl jq perl "$NGINX"; do
     command -v "$tool" >/dev/null || die "$tool not found (make deps)"
 done
 [ -f "$MODULE" ] || die "$MODULE not built: run make first"
-
-# N distinct free ports (same approach as t/run.sh)
-free_ports() {
-    perl -MIO::Socket::INET -e '
-        my ($n, %seen, @held) = ($ARGV[0]);
-        while ($n > 0) {
-            my $p = 20000 + int(rand(12000));
-            next if $seen{$p}++;
-            my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1",
-                        LocalPort => $p, Listen => 1, Proto => "tcp")
-                or next;
-            push @held, $s;
-            print "$p\n";
-            $n--;
-        }' "$1"
-}
 
 wait_http() {    # wait_http URL PID NAME
     for _ in $(seq 200); do
@@ -291,17 +275,6 @@ run_wrk() {
 
 declare -A RPS P50 P99 NON2XX SOCKERR MCONN MREQ CPU WCPU RCMD
 
-CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() {  # cpu_ticks PID... -> utime + stime of them, in clock ticks
-    local p t=0 f
-    for p in "$@"; do
-        f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-        f=${f##*) }
-        set -- $f
-        t=$((t + ${12} + ${13}))
-    done
-    echo "$t"
-}
 redis_cmds() {
     redis-cli -p "$REDIS_PORT" info stats \
         | awk -F: '/^total_commands_processed:/ {print $2 + 0}'

@@ -22,7 +22,7 @@
 #                the catalog Slack connector pointed at the provider
 #                (astralform_provider api_base=, astralform_http_ca_file)
 #
-# The same wrk POST (bench/call.lua: body, headers, -t/-c/-d) hits each after
+# The same wrk POST (bench/wrk.lua: body, headers, -t/-c/-d) hits each after
 # a warm-up. Per row: requests/s, p50/p99 (exact, from wrk's done() hook),
 # worker CPU µs per request (utime+stime of that instance's workers from
 # /proc), Redis commands per request (INFO commandstats), new TCP connections
@@ -77,8 +77,8 @@ PIDS=()
 MASTERS=()
 STATUS=1
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 stop_pid() {    # stop_pid PID: TERM, wait up to 5 s, then KILL
     kill "$1" 2>/dev/null || return 0
@@ -136,21 +136,6 @@ for tool in wrk redis-server redis-cli openssl curl perl node "$NGINX"; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
 [ -f "$MODULE" ] || die "$MODULE not built: run make first"
-
-free_ports() {    # N distinct free loopback ports (as t/run.sh)
-    perl -MIO::Socket::INET -e '
-        my ($n, %seen, @held) = ($ARGV[0]);
-        while ($n > 0) {
-            my $p = 20000 + int(rand(12000));
-            next if $seen{$p}++;
-            my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1",
-                        LocalPort => $p, Listen => 1, Proto => "tcp")
-                or next;
-            push @held, $s;
-            print "$p\n";
-            $n--;
-        }' "$1"
-}
 
 read -r UP_PORT STAT_PORT REDIS_PORT PORT_a PORT_b PORT_c CG_a CG_b CG_c \
     < <(free_ports 9 | tr '\n' ' ')
@@ -440,18 +425,7 @@ for row in $ROWS; do
 done
 
 # --- measuring ----------------------------------------------------------------------
-CLK_TCK=$(getconf CLK_TCK)
 workers() { pgrep -P "$1" | tr '\n' ' '; }
-cpu_ticks() {    # utime + stime of PIDs, clock ticks
-    local p t=0 f
-    for p in "$@"; do
-        f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-        f=${f##*) }
-        set -- $f
-        t=$((t + ${12} + ${13}))
-    done
-    echo "$t"
-}
 rss_kb() {    # summed VmRSS of PIDs, kB
     local p t=0 v
     for p in "$@"; do
@@ -471,10 +445,10 @@ run_wrk() {    # run_wrk ROW DURATION OUT
     local port secs
     eval "port=\$PORT_$1"
     secs=$(awk -v d="$2" 'BEGIN { n = d + 0; if (d ~ /m$/) n *= 60; print int(n) + 60 }')
-    BENCH_PATH=${PATH_OF[$1]} BENCH_BODY=$BODY BENCH_AGENT_KEY=$AGENT_KEY \
+    BENCH_MODE=call BENCH_PATH=${PATH_OF[$1]} BENCH_BODY=$BODY BENCH_AGENT_KEY=$AGENT_KEY \
     BENCH_USER=$BENCH_USER BENCH_AGENT=$BENCH_AGENT \
         timeout "$secs" wrk -t "$THREADS" -c "$CONNS" -d "$2" --timeout 5s \
-            -s bench/call.lua "http://127.0.0.1:$port" >"$3" 2>&1
+            -s bench/wrk.lua "http://127.0.0.1:$port" >"$3" 2>&1
 }
 
 declare -A RPS P50 P99 CPU OK IR
@@ -559,12 +533,13 @@ for row in $ROWS; do
     printf '%-10s %10.1f %9.3f %9.3f %14.1f%s\n' "($row)" "${RPS[$row]:-0}" "${P50[$row]:-0}" \
         "${P99[$row]:-0}" "${CPU[$row]:-0}" "$([ "${OK[$row]:-no}" = yes ] || echo '  FAILED')"
 done
-case " $ROWS " in *" a "*" c "*)
+has_rows() { case " $ROWS " in *" $1 "*) case " $ROWS " in *" $2 "*) return 0;; esac;; esac; return 1; }
+if has_rows a c; then
     echo "throughput c/a=$(ratio "${RPS[c]:-}" "${RPS[a]:-}")  cpu c/a=$(ratio "${CPU[c]:-}" "${CPU[a]:-}")  added p50 c-a=$(diff_ms "${P50[c]:-}" "${P50[a]:-}") ms  added p99 c-a=$(diff_ms "${P99[c]:-}" "${P99[a]:-}") ms"
-esac
-case " $ROWS " in *" b "*" c "*)
+fi
+if has_rows b c; then
     echo "throughput c/b=$(ratio "${RPS[c]:-}" "${RPS[b]:-}")  cpu c/b=$(ratio "${CPU[c]:-}" "${CPU[b]:-}")  added p50 c-b=$(diff_ms "${P50[c]:-}" "${P50[b]:-}") ms  added p99 c-b=$(diff_ms "${P99[c]:-}" "${P99[b]:-}") ms"
-esac
+fi
 
 STATUS=0
 for row in $ROWS; do
@@ -637,10 +612,10 @@ if [ "$CALLGRIND" = 1 ]; then
                 printf "      %9d Ir/req %8s  %s\n", ir / n, pct, fn
                 if (++k == 8) exit }'
     done
-    case " $ROWS " in *" a "*" c "*)
+    if has_rows a c; then
         [ -n "${IR[a]:-}" ] && [ -n "${IR[c]:-}" ] \
             && echo "instructions c/a=$(ratio "${IR[c]}" "${IR[a]}")$([ -n "${IR[b]:-}" ] && echo "  c/b=$(ratio "${IR[c]}" "${IR[b]}")")"
-    esac
+    fi
 fi
 
 exit "$STATUS"
