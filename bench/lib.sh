@@ -30,3 +30,13 @@ cpu_ticks() {    # cpu_ticks PID...: their utime + stime, in clock ticks
     done
     echo "$t"
 }
+
+tmp_done() {    # on exit: the run's files go unless BENCH_KEEP=1 or it failed
+    if [ -n "$TMP" ]; then
+        if [ "$KEEP" = 1 ] || [ "$STATUS" != 0 ]; then
+            log "files kept in ${TMP#$ROOT/}"
+        else
+            rm -rf "$TMP"
+        fi
+    fi
+}

@@ -84,13 +84,7 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null
     done
-    if [ -n "$TMP" ]; then
-        if [ "$KEEP" = 1 ] || [ "$STATUS" != 0 ]; then
-            log "files kept in ${TMP#$ROOT/}"
-        else
-            rm -rf "$TMP"
-        fi
-    fi
+    tmp_done
 }
 trap cleanup EXIT
 trap 'exit 130' INT
