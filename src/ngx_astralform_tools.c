@@ -12,6 +12,7 @@
 #include "ngx_astralform_schema.h"
 #include "ngx_astralform_mcp.h"
 #include "ngx_astralform_scrub.h"
+#include "ngx_astralform_json_check.h"
 
 
 #define NGX_ASTRALFORM_ERROR_BODY_MAX  4096
@@ -894,8 +895,10 @@ ngx_astralform_call_body(ngx_astralform_ctx_t *ctx,
 static void
 ngx_astralform_call_done(ngx_astralform_http_req_t *hr)
 {
+    int                     ok;
     json_t                 *body, *head;
     ngx_int_t               rc;
+    ngx_uint_t              valid;
     ngx_astralform_ctx_t   *ctx;
     ngx_astralform_call_t  *call;
 
@@ -928,8 +931,23 @@ ngx_astralform_call_done(ngx_astralform_http_req_t *hr)
         return;
     }
 
-    body = json_loadb((char *) hr->resp_body.data, hr->resp_body.len, 0,
-                      NULL);
+    /*
+     * A success is passed through as the provider wrote it: checked as
+     * JSON, not built (a large answer costs jansson far more than the
+     * rest of the call). Failures, and what only jansson can judge, are
+     * parsed as before.
+     */
+    body = NULL;
+    valid = hr->status < 400
+            && ngx_astralform_json_check(hr->resp_body.data,
+                                         hr->resp_body.len, "ok", &ok)
+               == NGX_OK
+            && ok != JSON_FALSE;
+
+    if (!valid) {
+        body = json_loadb((char *) hr->resp_body.data, hr->resp_body.len, 0,
+                          NULL);
+    }
 
     if (ngx_astralform_call_auth_failed(call, hr, body)) {
         json_decref(body);
@@ -979,7 +997,7 @@ ngx_astralform_call_done(ngx_astralform_http_req_t *hr)
                      "tool", ngx_astralform_json_string(&ctx->tool),
                      "connector", ngx_astralform_json_string(&call->conn->id));
 
-    if (body == NULL) {
+    if (body == NULL && !valid) {
         /* not JSON: the text, as a JSON string */
         json_object_set_new(head, "result",
                             json_stringn((char *) hr->resp_body.data,
