@@ -16,9 +16,10 @@
  * read's own reply: a read first leaves a placeholder (pending, with a
  * generation); an invalidation of its key or a flush removes it; the reply
  * is kept only if the same placeholder is still there. A cached answer is
- * served only after the tracker's socket was read: Redis writes an
- * invalidation before it answers the write that caused it, so whoever saw
- * a change answered has its invalidation in our socket already.
+ * served only after the tracker's socket was read: Redis writes the
+ * invalidations in the event-loop round that answers the write, so a
+ * change answered through any instance has its invalidation in our socket
+ * by the time a later call is handled, whatever order epoll reports.
  *
  * Everything a node cached is dropped when either connection ends (a new
  * tracker has a new id: tracking is asked again with it), when the

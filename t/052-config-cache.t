@@ -279,6 +279,11 @@ every_worker('after the restart, a change', 401, 'auth_required');
 
 # FLUSHALL: the nil invalidation empties every cache
 redis_cmd('FLUSHALL');
+# this client is Redis's own: Redis writes its answer in the same round as
+# the invalidations, newest first, so this answer can leave a few
+# microseconds before them (a change made through an instance reaches its
+# client only after that instance's round trip)
+sleep(0.02);
 every_worker('after FLUSHALL', 404, 'unknown_tool');
 
 # --- cache off ------------------------------------------------------------
@@ -295,6 +300,60 @@ $after = commandstats();
 is(delta($before, $after, 'hgetall'), 10, 'cache off: every call reads the connectors');
 ($st) = admin_b('DELETE', '/v1/projects/p1/connectors/openweather');
 every_worker('cache off: disabled', 404, 'unknown_tool');
+
+# --- a cache too small for the connectors: nothing kept, still right -----
+
+stop_both();
+start_both('300');
+is(enable_weather(), 201, 'a 300-byte cache: enabled');
+every_worker('a 300-byte cache: warm', 200, '', times => 2);
+$before = commandstats();
+for (1 .. 10) { call() }
+$after = commandstats();
+is(delta($before, $after, 'hgetall'), 10,
+   'a 300-byte cache: the connectors do not fit, every call reads them');
+($st) = admin_b('DELETE', '/v1/projects/p1/connectors/openweather');
+every_worker('a 300-byte cache: disabled', 404, 'unknown_tool');
+
+# --- Redis refuses CLIENT: logged once, read uncached ---------------------
+
+stop_both();
+redis_cmd('ACL', 'SETUSER', 'default', '-client');
+start_both(undef);
+is(enable_weather(), 201, 'CLIENT refused: enabled');
+every_worker('CLIENT refused: warm', 200, '', times => 3);
+$before = commandstats();
+for (1 .. 10) { call() }
+$after = commandstats();
+is(delta($before, $after, 'hgetall'), 10, 'CLIENT refused: every call reads the connectors');
+($st) = admin_b('PATCH', '/v1/projects/p1/connectors/openweather',
+                { api_key => $WRONG });
+every_worker('CLIENT refused: a change', 401, 'auth_required');
+my $log = Astralform::Test::error_log_text();
+my $refused = () = $log =~ /\[notice\].*refused CLIENT ID \(NOPERM[^)]*\): the configuration is read uncached/g;
+is($refused, 2, 'CLIENT refused: one notice per worker of A');
+redis_cmd('ACL', 'SETUSER', 'default', '+client');
+($st) = admin_b('DELETE', '/v1/projects/p1/connectors/openweather');
+every_worker('CLIENT refused: disabled', 404, 'unknown_tool');
+
+# the tool list shares the loader
+stop_both();
+start_both(undef);
+is(enable_weather(), 201, 'tool list: enabled');
+my ($lst, $lh, $list);
+for (1 .. 6) { ($lst, $lh, $list) = api('GET', '/v1/projects/p1/tools', undef, user => 'u1') }
+my $has = grep { ($_->{name} // '') eq 'openweather_current' } @{ $list->{tools} || [] };
+ok($has, 'tool list: openweather_current listed (warm)');
+($st) = admin_b('DELETE', '/v1/projects/p1/connectors/openweather');
+my %gone;
+for (1 .. 40) {
+    ($lst, $lh, $list) = api('GET', '/v1/projects/p1/tools', undef, user => 'u1');
+    my $still = grep { ($_->{name} // '') eq 'openweather_current' } @{ $list->{tools} || [] };
+    $gone{$lh->{'x-worker'} // ''} //= 0;
+    $gone{$lh->{'x-worker'} // ''}++ if $still;
+}
+is(scalar(keys %gone), 2, 'tool list: both workers of A answered');
+is((grep { $_ } values %gone), 0, 'tool list: no worker lists the disabled connector');
 
 # --- a bad size: nginx -t names the directive -----------------------------
 
