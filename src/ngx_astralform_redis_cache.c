@@ -88,6 +88,8 @@ static void ngx_astralform_redis_cache_evict(void);
 static size_t ngx_astralform_redis_cache_size(redisReply *r);
 static void ngx_astralform_redis_cache_drain(
     ngx_astralform_redis_node_t *node);
+static ngx_uint_t ngx_astralform_redis_cache_closed(
+    ngx_astralform_redis_node_t *node);
 static void ngx_astralform_redis_cache_tracking_reply(redisReply *reply,
     void *data);
 static void ngx_astralform_redis_cache_caching_reply(redisReply *reply,
@@ -174,6 +176,7 @@ ngx_astralform_redis_cached(ngx_pool_t *pool, ngx_log_t *log,
     ngx_astralform_redis_cache_drain(node);
 
     if (node->tracking != NGX_ASTRALFORM_REDIS_TRACKING_ON
+        || ngx_astralform_redis_cache_closed(node)
         || ngx_astralform_redis_cache_args(argc, argv, &args) != NGX_OK)
     {
         goto uncached;
@@ -618,6 +621,27 @@ ngx_astralform_redis_cache_drain(ngx_astralform_redis_node_t *node)
     if (t->ac != NULL && t->subscribed && !t->closing) {
         redisAsyncHandleRead(t->ac);
     }
+}
+
+
+/*
+ * Redis closed the command connection (killed, idle timeout) and the event
+ * loop has not seen it yet: Redis no longer sends invalidations for it.
+ */
+static ngx_uint_t
+ngx_astralform_redis_cache_closed(ngx_astralform_redis_node_t *node)
+{
+    u_char   c;
+    ssize_t  n;
+
+    if (node->ac == NULL || node->closing) {
+        return 1;
+    }
+
+    n = recv(node->ac->c.fd, &c, 1, MSG_PEEK|MSG_DONTWAIT);
+
+    return n == 0 || (n == -1 && ngx_socket_errno != NGX_EAGAIN
+                      && ngx_socket_errno != NGX_EINTR);
 }
 
 

@@ -116,10 +116,13 @@ sub call {
 sub every_worker {
     my ($what, $want_st, $want_err, %o) = @_;
     my $n = delete $o{times} // 1;
+    my $reconnecting = delete $o{reconnecting};
     my (%seen, @bad, $calls);
     while (($calls // 0) < 400) {
         my ($st, $err, $pid) = call(%o);
         $calls++;
+        # a connection Redis closed: answered 503 until it is made again
+        next if $reconnecting && $st == 503 && $err eq 'store_unavailable';
         push @bad, "$st $err (worker $pid)"
             if $st != $want_st || $err ne $want_err;
         $seen{$pid}++;
@@ -258,6 +261,22 @@ every_worker('disabled after the re-subscription', 404, 'unknown_tool');
 is(enable_weather(), 201, 'B: enabled again');
 every_worker('enabled again', 200, '', times => 3);
 
+# --- the command connections killed (the subscribers stay) ---------------
+
+$killed = redis_cmd('CLIENT', 'KILL', 'TYPE', 'normal');
+ok($killed >= 4, "the command connections killed ($killed)");
+$deadline = time() + 5;
+do {
+    ($st) = admin_b('PATCH', '/v1/projects/p1/connectors/openweather',
+                    { api_key => $WRONG });
+} while ($st == 503 && time() < $deadline && sleep(0.02));
+is($st, 200, 'B: a change once its connection is back');
+every_worker('after the command connections were killed', 401,
+             'auth_required', reconnecting => 1);
+($st) = admin_b('PATCH', '/v1/projects/p1/connectors/openweather',
+                { api_key => $WKEY });
+every_worker('and back again', 200, '', times => 3);
+
 # --- Redis restarted (empty: no persistence) ------------------------------
 
 stop_redis();
@@ -361,7 +380,7 @@ my $bad = config('lots');
 my $conf = nginx_conf(http_config => $bad->{http_config},
                       config => $bad->{config}, servroot => $root2);
 spew("$dir/bad.conf", $conf);
-my $out = `nginx -t -p $root2/ -c $dir/bad.conf -e $dir/bad-t.log 2>&1`;
+my $out = `$Astralform::Test::Binary -t -p $root2/ -c $dir/bad.conf -e $dir/bad-t.log 2>&1`;
 like($out, qr/"astralform_config_cache_size" takes a size or "off", not "lots"/,
      'nginx -t: a bad size names the directive');
 
