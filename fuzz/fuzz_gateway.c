@@ -975,6 +975,17 @@ ngx_astralform_redis_send(ngx_pool_t *pool, ngx_log_t *log,
 }
 
 
+/* the configuration cache is the connection layer's: here every read goes */
+ngx_int_t
+ngx_astralform_redis_cached(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_astralform_redis_pt handler, void *data, ngx_uint_t argc,
+    ngx_str_t *argv)
+{
+    return ngx_astralform_redis_send(pool, log, handler, data, argc, argv)
+           ? NGX_AGAIN : NGX_ERROR;
+}
+
+
 static void
 fz_redis_run(fz_event_t *ev)
 {

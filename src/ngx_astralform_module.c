@@ -54,6 +54,8 @@ static ngx_int_t ngx_astralform_init_process(ngx_cycle_t *cycle);
 static void ngx_astralform_exit_process(ngx_cycle_t *cycle);
 static void ngx_astralform_main_conf_cleanup(void *data);
 
+static char *ngx_astralform_config_cache_size(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_astralform_redis_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_astralform_key_directive(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -104,6 +106,13 @@ static ngx_command_t  ngx_astralform_commands[] = {
     { ngx_string("astralform_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_astralform_redis_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("astralform_config_cache_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_astralform_config_cache_size,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -381,6 +390,7 @@ ngx_astralform_create_main_conf(ngx_conf_t *cf)
 
     amcf->redis.connect_timeout = NGX_CONF_UNSET_MSEC;
     amcf->redis.timeout = NGX_CONF_UNSET_MSEC;
+    amcf->redis.cache_size = NGX_CONF_UNSET_SIZE;
     amcf->http.connect_timeout = NGX_CONF_UNSET_MSEC;
     amcf->http.timeout = NGX_CONF_UNSET_MSEC;
     amcf->http.max_response = NGX_CONF_UNSET_SIZE;
@@ -426,6 +436,7 @@ ngx_astralform_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_msec_value(amcf->redis.connect_timeout, 500);
     ngx_conf_init_msec_value(amcf->redis.timeout, 1000);
+    ngx_conf_init_size_value(amcf->redis.cache_size, 1024 * 1024);
     ngx_conf_init_msec_value(amcf->http.connect_timeout, 5000);
     ngx_conf_init_msec_value(amcf->http.timeout, 30000);
     ngx_conf_init_size_value(amcf->http.max_response, 4 * 1024 * 1024);
@@ -560,6 +571,42 @@ ngx_astralform_main_conf_cleanup(void *data)
     ngx_astralform_main_conf_t  *amcf = data;
 
     ngx_astralform_keys_wipe(&amcf->keys);
+}
+
+
+/* a size, or 0 / "off": no cache, every configuration read goes to Redis */
+static char *
+ngx_astralform_config_cache_size(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_astralform_main_conf_t *amcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value;
+
+    if (amcf->redis.cache_size != NGX_CONF_UNSET_SIZE) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        amcf->redis.cache_size = 0;
+        return NGX_CONF_OK;
+    }
+
+    size = ngx_parse_size(&value[1]);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"astralform_config_cache_size\" takes a size "
+                           "or \"off\", not \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    amcf->redis.cache_size = size;
+
+    return NGX_CONF_OK;
 }
 
 

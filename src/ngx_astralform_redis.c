@@ -44,26 +44,6 @@
 #define NGX_ASTRALFORM_REDIS_MAX_TRIES    5
 
 
-struct ngx_astralform_redis_op_s {
-    ngx_queue_t                   queue;       /* node's inflight, pending */
-    ngx_msec_t                    deadline;
-    ngx_astralform_redis_pt       handler;     /* NULL once cancelled */
-    void                         *data;
-    ngx_pool_cleanup_t           *cln;
-    char                         *cmd;         /* formatted, for a retry */
-    int                           len;
-    ngx_int_t                     slot;        /* -1: no key */
-    ngx_uint_t                    tries;
-    ngx_astralform_redis_node_t  *node;
-    ngx_astralform_redis_op_t    *wait;        /* its WAIT, in flight */
-    redisReply                   *held;        /* the reply WAIT holds */
-    u_char                        name[16];    /* the command, for logs */
-    unsigned                      internal:1;
-    unsigned                      write:1;
-    unsigned                      asking:1;
-};
-
-
 static ngx_int_t ngx_astralform_redis_connect(
     ngx_astralform_redis_node_t *node);
 static ngx_int_t ngx_astralform_redis_setup(ngx_astralform_redis_node_t *node);
@@ -96,7 +76,6 @@ static void ngx_astralform_redis_park(ngx_astralform_redis_op_t *op);
 static void ngx_astralform_redis_deliver(ngx_astralform_redis_op_t *op,
     redisReply *reply);
 static void ngx_astralform_redis_wait_reply(redisReply *reply, void *data);
-static redisReply *ngx_astralform_redis_copy(redisReply *r);
 static void ngx_astralform_redis_auth_reply(redisReply *reply, void *data);
 static void ngx_astralform_redis_select_reply(redisReply *reply, void *data);
 static void ngx_astralform_redis_setup_reply(redisReply *reply,
@@ -155,6 +134,7 @@ ngx_astralform_redis_init_process(ngx_cycle_t *cycle,
     rw->log = cycle->log;
     rw->discover_backoff = NGX_ASTRALFORM_REDIS_BACKOFF_MIN;
     ngx_queue_init(&rw->pending);
+    ngx_astralform_redis_cache_init();
 
     if (ngx_array_init(&rw->nodes, cycle->pool, 8,
                        sizeof(ngx_astralform_redis_node_t *))
@@ -237,13 +217,27 @@ ngx_astralform_redis_send(ngx_pool_t *pool, ngx_log_t *log,
     ngx_astralform_redis_pt handler, void *data, ngx_uint_t argc,
     ngx_str_t *argv)
 {
+    return ngx_astralform_redis_submit(pool, log, handler, data, argc, argv,
+                                       NULL, 0);
+}
+
+
+/*
+ * With cid, a read the cache waits for: "CLIENT CACHING yes" goes right
+ * before it, so Redis tracks its key. The op owns cid.
+ */
+ngx_astralform_redis_op_t *
+ngx_astralform_redis_submit(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_astralform_redis_pt handler, void *data, ngx_uint_t argc,
+    ngx_str_t *argv, ngx_astralform_redis_cid_t *cid, ngx_uint_t gen)
+{
     ngx_pool_cleanup_t             *cln;
     ngx_astralform_redis_op_t      *op;
     ngx_astralform_redis_node_t    *node;
     ngx_astralform_redis_worker_t  *rw = &ngx_astralform_rw;
 
     if (rw->conf == NULL || argc == 0) {
-        return NULL;
+        goto failed;
     }
 
     cln = NULL;
@@ -251,13 +245,13 @@ ngx_astralform_redis_send(ngx_pool_t *pool, ngx_log_t *log,
     if (pool != NULL) {
         cln = ngx_pool_cleanup_add(pool, 0);
         if (cln == NULL) {
-            return NULL;
+            goto failed;
         }
     }
 
     op = ngx_astralform_redis_op(log, argc, argv);
     if (op == NULL) {
-        return NULL;
+        goto failed;
     }
 
     op->handler = handler;
@@ -276,14 +270,29 @@ ngx_astralform_redis_send(ngx_pool_t *pool, ngx_log_t *log,
 
         if (!rw->discovering) {
             ngx_astralform_redis_op_free(op);
-            return NULL;
+            goto failed;
         }
 
         ngx_astralform_redis_park(op);
 
-    } else if (ngx_astralform_redis_put(node, op) != NGX_OK) {
-        ngx_astralform_redis_op_free(op);
-        return NULL;
+    } else {
+        if (cid != NULL
+            && ngx_astralform_redis_node_ready(node) == NGX_OK
+            && ngx_astralform_redis_cache_caching(node) == NGX_OK)
+        {
+            op->cache = cid;
+            op->cache_gen = gen;
+            cid = NULL;
+        }
+
+        if (ngx_astralform_redis_put(node, op) != NGX_OK) {
+            ngx_astralform_redis_op_free(op);
+            goto failed;
+        }
+    }
+
+    if (cid != NULL) {
+        ngx_astralform_redis_cache_free_cid(cid);
     }
 
     op->cln = cln;
@@ -294,6 +303,14 @@ ngx_astralform_redis_send(ngx_pool_t *pool, ngx_log_t *log,
     }
 
     return op;
+
+failed:
+
+    if (cid != NULL) {
+        ngx_astralform_redis_cache_free_cid(cid);
+    }
+
+    return NULL;
 }
 
 
@@ -386,6 +403,10 @@ ngx_astralform_redis_op_free(ngx_astralform_redis_op_t *op)
 {
     if (op->held != NULL) {
         freeReplyObject(op->held);
+    }
+
+    if (op->cache != NULL) {
+        ngx_astralform_redis_cache_free_cid(op->cache);
     }
 
     ngx_free(op);
@@ -553,6 +574,8 @@ ngx_astralform_redis_node(u_char *host, size_t len, ngx_int_t port,
     node->watchdog.log = rw->log;
     node->watchdog.cancelable = 1;
 
+    ngx_astralform_redis_cache_node(node);
+
     return node;
 }
 
@@ -655,7 +678,8 @@ ngx_astralform_redis_setup(ngx_astralform_redis_node_t *node)
     ngx_str_t                     argv[2];
     ngx_astralform_redis_conf_t  *conf = ngx_astralform_rw.conf;
 
-    argv[1] = (node->kind == NGX_ASTRALFORM_REDIS_DATA)
+    argv[1] = (node->kind == NGX_ASTRALFORM_REDIS_DATA
+               || node->kind == NGX_ASTRALFORM_REDIS_TRACKER)
               ? conf->password : conf->sentinel_password;
 
     if (argv[1].len) {
@@ -685,7 +709,7 @@ ngx_astralform_redis_setup(ngx_astralform_redis_node_t *node)
         }
     }
 
-    return NGX_OK;
+    return ngx_astralform_redis_cache_setup(node);
 }
 
 
@@ -821,6 +845,8 @@ ngx_astralform_redis_cleanup(void *privdata)
             ngx_del_timer(&node->watchdog);
         }
 
+        ngx_astralform_redis_cache_lost(node);
+
         if (ngx_astralform_rw.conf != NULL) {
             ngx_astralform_redis_lost(node);
         }
@@ -897,6 +923,10 @@ ngx_astralform_redis_reply(redisAsyncContext *ac, void *r,
 
     ngx_queue_remove(&op->queue);
     ngx_astralform_redis_arm(op->node);
+
+    if (op->cache != NULL) {
+        ngx_astralform_redis_cache_reply(op, reply);
+    }
 
     if (op->internal || op->handler == NULL) {
         ngx_astralform_redis_deliver(op, reply);
@@ -1174,8 +1204,8 @@ ngx_astralform_redis_wait_reply(redisReply *reply, void *data)
 }
 
 
-/* hiredis frees a reply after its callback: WAIT needs it for longer */
-static redisReply *
+/* hiredis frees a reply after its callback: WAIT and the cache keep it */
+redisReply *
 ngx_astralform_redis_copy(redisReply *r)
 {
     size_t       i;

@@ -56,6 +56,7 @@ typedef struct {
     ngx_str_t                 sentinel_password;
     ngx_uint_t                wait_replicas;
     ngx_msec_t                wait_timeout;
+    size_t                    cache_size;    /* 0: no configuration cache */
 } ngx_astralform_redis_conf_t;
 
 
@@ -73,6 +74,18 @@ ngx_astralform_redis_op_t *ngx_astralform_redis_send(ngx_pool_t *pool,
     ngx_log_t *log, ngx_astralform_redis_pt handler, void *data,
     ngx_uint_t argc, ngx_str_t *argv);
 ngx_uint_t ngx_astralform_redis_is_up(void);
+
+/*
+ * A read of the project's configuration (argv[1] its key, the command a
+ * read): NGX_OK when answered from this worker's cache, the handler then
+ * called before this returns; NGX_AGAIN when sent as by
+ * ngx_astralform_redis_send(), the handler called later; NGX_ERROR when
+ * nothing was sent, the handler never called. See
+ * ngx_astralform_redis_cache.c for what keeps the cache exact.
+ */
+ngx_int_t ngx_astralform_redis_cached(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_astralform_redis_pt handler, void *data, ngx_uint_t argc,
+    ngx_str_t *argv);
 
 /* for /v1/health: "single", "sentinel" or "cluster" */
 const char *ngx_astralform_redis_mode_name(void);

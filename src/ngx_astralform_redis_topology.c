@@ -334,6 +334,10 @@ ngx_astralform_redis_moved(ngx_int_t slot, ngx_astralform_redis_node_t *node)
         rw->covered++;
     }
 
+    if (rw->slots[slot] != node) {
+        ngx_astralform_redis_cache_flush(NULL);
+    }
+
     rw->slots[slot] = node;
 
     ngx_astralform_redis_discover();
@@ -482,6 +486,9 @@ ngx_astralform_redis_role_reply(redisReply *reply, void *data)
         ngx_log_error(NGX_LOG_NOTICE, rw->log, 0,
                       "astralform: redis master \"%V\" is \"%V\"",
                       &rw->conf->master_name, &node->name);
+
+        /* what any master told the cache is from before the switch */
+        ngx_astralform_redis_cache_flush(NULL);
     }
 
     rw->master = node;
@@ -494,6 +501,10 @@ ngx_astralform_redis_role_reply(redisReply *reply, void *data)
     for (i = 0; i < rw->nodes.nelts; i++) {
         if (np[i] != node && np[i]->kind == NGX_ASTRALFORM_REDIS_DATA) {
             ngx_astralform_redis_node_close(np[i]);
+
+            if (np[i]->tracker != NULL) {
+                ngx_astralform_redis_node_close(np[i]->tracker);
+            }
         }
     }
 
@@ -632,6 +643,9 @@ ngx_astralform_redis_slots_reply(redisReply *reply, void *data)
         ngx_astralform_redis_ask_slots();
         return;
     }
+
+    /* a slot that moved: its keys' invalidations now come from elsewhere */
+    ngx_astralform_redis_cache_flush(NULL);
 
     ngx_memzero(rw->slots,
                 NGX_ASTRALFORM_REDIS_SLOTS * sizeof(ngx_astralform_redis_node_t *));

@@ -21,6 +21,8 @@
 #include "ngx_astralform.h"
 
 
+static ngx_int_t ngx_astralform_redis_config(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_redis_pt handler, ngx_uint_t argc, ngx_str_t *argv);
 static void ngx_astralform_connectors_reply(redisReply *reply, void *data);
 static void ngx_astralform_cas_ignore(redisReply *reply, void *data);
 static void ngx_astralform_assignment_reply(redisReply *reply, void *data);
@@ -199,29 +201,69 @@ ngx_astralform_load_project(ngx_astralform_ctx_t *ctx,
 
     ctx->next = next;
 
+    /*
+     * Held while the reads are sent: one answered from the configuration
+     * cache runs its handler at once, and must not run ctx->next before
+     * the other reads are out.
+     */
+    ctx->pending++;
+
     ngx_str_set(&argv[0], "HGETALL");
     if (ngx_astralform_key(ctx, &argv[1], "connectors", NULL) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_astralform_redis(ctx, ngx_astralform_connectors_reply, 2, argv)
-        != NGX_OK)
+    if (ngx_astralform_redis_config(ctx, ngx_astralform_connectors_reply, 2,
+                                    argv)
+        == NGX_OK
+        && with_assignment && ctx->agent.len)
     {
-        return ngx_astralform_wait(ctx);
-    }
-
-    if (with_assignment && ctx->agent.len) {
         ngx_str_set(&argv[0], "HGET");
         if (ngx_astralform_key(ctx, &argv[1], "agents", NULL) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
         argv[2] = ctx->agent;
 
-        (void) ngx_astralform_redis(ctx, ngx_astralform_assignment_reply, 3,
-                                    argv);
+        (void) ngx_astralform_redis_config(ctx,
+                                           ngx_astralform_assignment_reply,
+                                           3, argv);
     }
 
-    return ngx_astralform_wait(ctx);
+    if (ctx->failed && ctx->pending == 1) {
+        /* nothing is in flight: answered now, as ngx_astralform_wait() */
+        ctx->pending = 0;
+        return ngx_astralform_wait(ctx);
+    }
+
+    /* the hold: ctx->next runs here if every read was answered already */
+    ngx_astralform_step_done(ctx);
+
+    return NGX_DONE;
+}
+
+
+/* like ngx_astralform_redis(), for a configuration read the cache may hold */
+static ngx_int_t
+ngx_astralform_redis_config(ngx_astralform_ctx_t *ctx,
+    ngx_astralform_redis_pt handler, ngx_uint_t argc, ngx_str_t *argv)
+{
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    /* counted first: a cached answer completes its step before returning */
+    ctx->pending++;
+
+    if (ngx_astralform_redis_cached(r->pool, r->connection->log, handler,
+                                    ctx, argc, argv)
+        == NGX_ERROR)
+    {
+        ctx->pending--;
+        ctx->failed = 1;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
