@@ -5,15 +5,17 @@
 # `claude mcp add --transport http ... --header ...` connects to the agent
 # endpoint and to the admin endpoint. Each "Connected" is Claude Code's own
 # initialize against nginx; the session it opened is checked in Redis.
-# Wrong keys do not connect, and no key reaches a log or an answer.
+# Wrong keys do not connect. Then `claude -p` runs the plugin's commands
+# against a scripted model (t/mock/anthropic.js): each command's
+# allowed-tools let its admin tools through to the gateway, and nothing
+# else. No key reaches a log or an answer.
 
 use strict;
 use warnings;
 
 use Test::More;
-use File::Copy ();
-use File::Path ();
 use File::Temp ();
+use Time::HiRes ();
 use Astralform::Test qw(:all);
 use Astralform::OAuth;
 
@@ -42,14 +44,17 @@ my $home = File::Temp::tempdir('t064-home-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 my $work = File::Temp::tempdir('t064-work-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 my @Outputs;
 
+sub slurp { my ($f) = @_; open my $fh, '<', $f or return undef; local $/; return <$fh> }
+
 # runs claude with @args (and %env); returns (exit status, stdout+stderr)
 sub claude {
     my ($args, %env) = @_;
+    my $cwd = delete $env{cwd} // $work;
     local %ENV = (%ENV, HOME => $home,
                   PATH => "$ENV{TEST_NGINX_REPO}/t/node/node_modules/.bin:$ENV{PATH}",
                   CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC => 1,
                   DISABLE_AUTOUPDATER => 1, %env);
-    my $cmd = join ' ', 'cd', Astralform::Test::_shq($work), '&&', 'timeout 90',
+    my $cmd = join ' ', 'cd', Astralform::Test::_shq($cwd), '&&', 'timeout 90',
               map { Astralform::Test::_shq($_) } $CLAUDE, @$args;
     my $out = `$cmd 2>&1`;
     my $rc = $? >> 8;
@@ -105,7 +110,7 @@ is_deeply([sort @{ $v->{provides}{commands} || [] }],
                   enable-connector update-connector)],
           'the plugin provides the five commands');
 
-my $market = $JSON->decode(do { local (@ARGV, $/) = "$MARKET/.claude-plugin/marketplace.json"; <> });
+my $market = $JSON->decode(slurp("$MARKET/.claude-plugin/marketplace.json"));
 is_deeply([map { $_->{name} } @{ $market->{plugins} }], ['astralform'],
           'the marketplace holds one plugin');
 ok(-f "$MARKET/$market->{plugins}[0]{source}/.claude-plugin/plugin.json",
@@ -134,7 +139,7 @@ my %admin_tools;
     %admin_tools = map { $_->{name} => $_ } @{ $JSON->decode($text)->{result}{tools} };
 }
 for my $f (glob "$PLUGIN/commands/*.md") {
-    my $md = do { local (@ARGV, $/) = $f; <> };
+    my $md = slurp($f);
     my ($allowed) = $md =~ /^allowed-tools:\s*(.+)$/m;
     my @tools = map { s/^\Q$TOOL\E//r } split /\s*,\s*/, $allowed // '';
     my @unknown = grep { !$admin_tools{$_} } @tools;
@@ -154,7 +159,7 @@ for my $f (glob "$PLUGIN/commands/*.md") {
     my $copy = File::Temp::tempdir('t064-bad-XXXXXX', TMPDIR => 1, CLEANUP => 1);
     system('cp', '-r', $PLUGIN, "$copy/astralform") == 0 or die 'cp';
     my $cmd = "$copy/astralform/commands/astralform-connectors.md";
-    my $md = do { local (@ARGV, $/) = $cmd; <> };
+    my $md = slurp($cmd);
     $md =~ s/^description:/descriptio:/m;
     spew($cmd, $md);
     ($rc, $out) = claude(['plugin', 'validate', '--strict', "$copy/astralform"]);
@@ -226,6 +231,116 @@ for my $case (['wrong key', "$BASE/v1/projects/p1/mcp", $WRONG, qr/401/],
     like($rest, $code, "$what: the reason names the status");
     unlike($rest, qr/\Q$key\E/, "$what: the answer does not echo the key");
 }
+
+# --- the slash commands, with a scripted model ---------------------------------
+#
+# t/mock/anthropic.js stands in for the Messages API: its "model" makes the
+# tool calls scripted below, and Claude Code does the rest for real: it
+# expands the command, loads the MCP tool, allows it only if the command's
+# allowed-tools names it, and calls the gateway through the plugin's server.
+
+my $mock_log = "$ENV{TEST_NGINX_REPO}/t/tmp/064/anthropic.log";
+unlink $mock_log, glob("$ENV{TEST_NGINX_REPO}/t/tmp/064/claude-*.debug");
+my $mock_pid = fork // die "fork: $!";
+if ($mock_pid == 0) {
+    open STDOUT, '>', $mock_log or die $!;
+    open STDERR, '>&', \*STDOUT;
+    exec 'node', "$ENV{TEST_NGINX_REPO}/t/mock/anthropic.js", '--port', '0';
+    exit 127;
+}
+my $mock_port;
+for (1 .. 100) {
+    last if ($mock_port) = (slurp($mock_log) // '') =~ /listening (\d+)/;
+    Time::HiRes::sleep(0.1);
+}
+ok($mock_port, 'the scripted model listens') or diag(`cat $mock_log`);
+my $MODEL = "http://127.0.0.1:$mock_port";
+
+# a project folder without the servers added above: the plugin's only
+my $work2 = File::Temp::tempdir('t064-work-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+
+sub model {
+    my ($m, $p, $b) = @_;
+    my (undef, undef, $t) = http_req($m, $p, ['Content-Type' => 'application/json'],
+        defined $b ? $JSON->encode($b) : undef, { port => $mock_port, timeout => 10 });
+    return eval { $JSON->decode($t) } || {};
+}
+
+# `claude -p PROMPT` whose model calls TOOL (an admin tool) with INPUT;
+# returns claude's JSON result and the tool_result Claude Code sent back
+my $Runs = 0;
+sub run_prompt {
+    my ($prompt, $tool, $input) = @_;
+    model('DELETE', '/__mock/requests');
+    model('POST', '/__mock/script', { steps => [
+        { tool => 'ToolSearch', input => { query => "select:$TOOL$tool" } },
+        { tool => "$TOOL$tool", input => $input } ] });
+    my $debug = "$ENV{TEST_NGINX_REPO}/t/tmp/064/claude-" . ++$Runs . '.debug';
+    my ($rc, $out) = claude(['-p', $prompt, '--output-format', 'json',
+                             '--debug-file', $debug],
+        cwd => $work2, ANTHROPIC_BASE_URL => $MODEL, ANTHROPIC_API_KEY => 'sk-ant-mock-0',
+        ASTRALFORM_URL => $BASE, ASTRALFORM_ADMIN_KEY => $ADMIN);
+    my $res = eval { $JSON->decode($out) } || { raw => $out };
+    my $reqs = model('GET', '/__mock/requests')->{requests} || [];
+    # the last tool_result of the conversation: the admin tool's
+    my ($result) = reverse grep { ref eq 'HASH' && ($_->{type} // '') eq 'tool_result' }
+                   map { ref $_->{content} ? @{ $_->{content} } : () }
+                   map { @{ $_->{messages} || [] } } grep { defined } $reqs->[-1];
+    my $text = ref $result->{content}
+        ? join('', map { $_->{text} // $JSON->encode($_) } @{ $result->{content} })
+        : $result->{content} // '';
+    return ($res, $result // {}, $text, $reqs);
+}
+
+my ($res, $tr, $text, $reqs) = run_prompt('/astralform:astralform-connectors project=p1',
+    'astralform_list_connectors', { project_id => 'p1' });
+is($res->{is_error}, JSON::PP::false, '/astralform-connectors: the run succeeds')
+    or diag(explain($res));
+is_deeply($res->{permission_denials}, [], '/astralform-connectors: its allowed-tools allow the call');
+my $first = $JSON->encode($reqs->[0] // {});
+like($first, qr/Pick the tool from the arguments/, 'the model got the command text');
+like($first, qr/Arguments: `project=p1`/, 'with the arguments in it');
+ok(!grep({ $first !~ /\Q$TOOL$_\E/ } keys %admin_tools),
+   'Claude Code offers the seven admin tools by the names the commands use');
+ok(!$tr->{is_error}, 'list: the gateway answered');
+like($text, qr/"id":"slack"/, 'list: the connectors of p1');
+unlike($text, qr/\Q$SECRET\E/, 'list: no client secret comes out');
+
+($res, $tr, $text) = run_prompt('list the astralform connectors of p1',
+    'astralform_list_connectors', { project_id => 'p1' });
+is(($res->{permission_denials}[0] // {})->{tool_name}, "${TOOL}astralform_list_connectors",
+   'without the command, the same call is not allowed');
+ok($tr->{is_error}, 'without the command: the model gets an error');
+
+my $svc = 'claude-openweather-key-4c3b2a1908';
+remember_secret($svc);
+($res, $tr, $text) = run_prompt('/astralform:astralform-enable-connector openweather project=p1',
+    'astralform_enable_connector',
+    { project_id => 'p1', connector_slug => 'openweather', api_key => $svc });
+is_deeply($res->{permission_denials}, [], '/astralform-enable-connector: allowed');
+like($text, qr/"has_api_key":true/, 'enable: the key is stored');
+unlike($text . $JSON->encode($res), qr/\Q$svc\E/, 'enable: the key does not come back');
+my (undef, undef, $rows) = admin_api('GET', '/v1/projects/p1/connectors');
+ok(grep({ $_->{id} eq 'openweather' } @{ $rows->{connectors} || [] }),
+   'enable: the gateway has the connector');
+
+($res) = run_prompt('/astralform:astralform-connectors project=p1',
+    'astralform_disable_connector', { project_id => 'p1', connector_id => 'openweather' });
+is(($res->{permission_denials}[0] // {})->{tool_name}, "${TOOL}astralform_disable_connector",
+   '/astralform-connectors may not disable');
+
+($res, $tr, $text, $reqs) = run_prompt('/astralform:astralform-disable-connector openweather project=p1',
+    'astralform_disable_connector', { project_id => 'p1', connector_id => 'openweather' });
+is_deeply($res->{permission_denials}, [], '/astralform-disable-connector: allowed');
+like($JSON->encode($reqs->[0] // {}), qr/revokes every end-user token/,
+     'disable: the command says it revokes every end-user token');
+like($text, qr/"revoked_tokens":0/, 'disable: revoked_tokens reported');
+(undef, undef, $rows) = admin_api('GET', '/v1/projects/p1/connectors');
+ok(!grep({ $_->{id} eq 'openweather' } @{ $rows->{connectors} || [] }),
+   'disable: the connector is gone');
+
+kill 'TERM', $mock_pid;
+waitpid($mock_pid, 0);
 
 # --- no key in a log or an answer ---------------------------------------------
 
