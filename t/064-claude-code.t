@@ -248,6 +248,7 @@ if ($mock_pid == 0) {
     exec 'node', "$ENV{TEST_NGINX_REPO}/t/mock/anthropic.js", '--port', '0';
     exit 127;
 }
+END { local $?; if ($mock_pid) { kill 'TERM', $mock_pid; waitpid($mock_pid, 0) } }
 my $mock_port;
 for (1 .. 100) {
     last if ($mock_port) = (slurp($mock_log) // '') =~ /listening (\d+)/;
@@ -266,19 +267,19 @@ sub model {
     return eval { $JSON->decode($t) } || {};
 }
 
-# `claude -p PROMPT` whose model calls TOOL (an admin tool) with INPUT;
+# `claude -p PROMPT` (in folder CWD) whose model calls TOOL with INPUT;
 # returns claude's JSON result and the tool_result Claude Code sent back
 my $Runs = 0;
 sub run_prompt {
-    my ($prompt, $tool, $input) = @_;
+    my ($prompt, $tool, $input, $cwd, @args) = @_;
     model('DELETE', '/__mock/requests');
     model('POST', '/__mock/script', { steps => [
-        { tool => 'ToolSearch', input => { query => "select:$TOOL$tool" } },
-        { tool => "$TOOL$tool", input => $input } ] });
+        { tool => 'ToolSearch', input => { query => "select:$tool" } },
+        { tool => $tool, input => $input } ] });
     my $debug = "$ENV{TEST_NGINX_REPO}/t/tmp/064/claude-" . ++$Runs . '.debug';
     my ($rc, $out) = claude(['-p', $prompt, '--output-format', 'json',
-                             '--debug-file', $debug],
-        cwd => $work2, ANTHROPIC_BASE_URL => $MODEL, ANTHROPIC_API_KEY => 'sk-ant-mock-0',
+                             '--debug-file', $debug, @args],
+        cwd => $cwd // $work2, ANTHROPIC_BASE_URL => $MODEL, ANTHROPIC_API_KEY => 'sk-ant-mock-0',
         ASTRALFORM_URL => $BASE, ASTRALFORM_ADMIN_KEY => $ADMIN);
     my $res = eval { $JSON->decode($out) } || { raw => $out };
     my $reqs = model('GET', '/__mock/requests')->{requests} || [];
@@ -293,7 +294,7 @@ sub run_prompt {
 }
 
 my ($res, $tr, $text, $reqs) = run_prompt('/astralform:astralform-connectors project=p1',
-    'astralform_list_connectors', { project_id => 'p1' });
+    "${TOOL}astralform_list_connectors", { project_id => 'p1' });
 is($res->{is_error}, JSON::PP::false, '/astralform-connectors: the run succeeds')
     or diag(explain($res));
 is_deeply($res->{permission_denials}, [], '/astralform-connectors: its allowed-tools allow the call');
@@ -307,7 +308,7 @@ like($text, qr/"id":"slack"/, 'list: the connectors of p1');
 unlike($text, qr/\Q$SECRET\E/, 'list: no client secret comes out');
 
 ($res, $tr, $text) = run_prompt('list the astralform connectors of p1',
-    'astralform_list_connectors', { project_id => 'p1' });
+    "${TOOL}astralform_list_connectors", { project_id => 'p1' });
 is(($res->{permission_denials}[0] // {})->{tool_name}, "${TOOL}astralform_list_connectors",
    'without the command, the same call is not allowed');
 ok($tr->{is_error}, 'without the command: the model gets an error');
@@ -315,7 +316,7 @@ ok($tr->{is_error}, 'without the command: the model gets an error');
 my $svc = 'claude-openweather-key-4c3b2a1908';
 remember_secret($svc);
 ($res, $tr, $text) = run_prompt('/astralform:astralform-enable-connector openweather project=p1',
-    'astralform_enable_connector',
+    "${TOOL}astralform_enable_connector",
     { project_id => 'p1', connector_slug => 'openweather', api_key => $svc });
 is_deeply($res->{permission_denials}, [], '/astralform-enable-connector: allowed');
 like($text, qr/"has_api_key":true/, 'enable: the key is stored');
@@ -325,12 +326,12 @@ ok(grep({ $_->{id} eq 'openweather' } @{ $rows->{connectors} || [] }),
    'enable: the gateway has the connector');
 
 ($res) = run_prompt('/astralform:astralform-connectors project=p1',
-    'astralform_disable_connector', { project_id => 'p1', connector_id => 'openweather' });
+    "${TOOL}astralform_disable_connector", { project_id => 'p1', connector_id => 'openweather' });
 is(($res->{permission_denials}[0] // {})->{tool_name}, "${TOOL}astralform_disable_connector",
    '/astralform-connectors may not disable');
 
 ($res, $tr, $text, $reqs) = run_prompt('/astralform:astralform-disable-connector openweather project=p1',
-    'astralform_disable_connector', { project_id => 'p1', connector_id => 'openweather' });
+    "${TOOL}astralform_disable_connector", { project_id => 'p1', connector_id => 'openweather' });
 is_deeply($res->{permission_denials}, [], '/astralform-disable-connector: allowed');
 like($JSON->encode($reqs->[0] // {}), qr/revokes every end-user token/,
      'disable: the command says it revokes every end-user token');
@@ -339,8 +340,26 @@ like($text, qr/"revoked_tokens":0/, 'disable: revoked_tokens reported');
 ok(!grep({ $_->{id} eq 'openweather' } @{ $rows->{connectors} || [] }),
    'disable: the connector is gone');
 
-kill 'TERM', $mock_pid;
-waitpid($mock_pid, 0);
+# the agent endpoint: Claude Code takes the connect prompt (-32042, as it
+# declares URL elicitation) for what it is; after consent the same call works
+my $work3 = File::Temp::tempdir('t064-work-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+claude(['mcp', 'add', '--transport', 'http', 'astralform', "$BASE/v1/projects/p1/mcp",
+        '--header', "Authorization: Bearer $AGENT",
+        '--header', 'X-Astralform-User: carol'], cwd => $work3);
+my $repos = 'mcp__astralform__github_list_repos';
+($res, $tr, $text) = run_prompt('list my repos', $repos, {}, $work3,
+                                '--allowedTools', $repos);
+is_deeply($res->{permission_denials}, [], 'agent tool: allowed');
+unlike($text, qr/"full_name"/, 'agent tool, not connected: no repos');
+like($text, qr/URL elicitation.*github_list_repos/s,
+     'Claude Code read the -32042 as a URL elicitation for the tool');
+
+my $flow = connect_flow(browser(), start_link('github', 'carol'));
+is($flow->{callback} && $flow->{callback}->code, 200, 'carol connects GitHub');
+($res, $tr, $text) = run_prompt('list my repos', $repos, {}, $work3,
+                                '--allowedTools', $repos);
+ok(!$tr->{is_error}, 'after consent: the same call succeeds');
+like($text, qr/"full_name"/, "after consent: carol's repos");
 
 # --- no key in a log or an answer ---------------------------------------------
 
