@@ -20,7 +20,8 @@
  * store could not keep them) leaves {P}:refresh_failed:<C>:<U>, a backoff:
  * while it lives, no refresh of that token starts, neither by its waiters
  * nor by a request that arrives later; they answer at once, and a token
- * that is still valid serves the call. The check and the lock are one
+ * that is still valid serves the call (an expired or refused one answers
+ * provider_error, as when the holder itself failed). The check and the lock are one
  * script, so no request slips between "no marker" and "lock taken", and a
  * waiter that wakes late, or a call that comes after the holder let go,
  * finds the marker all the same. The backoff is FAILED_FIRST (5 s) after
