@@ -14,9 +14,21 @@
  * while the holder works, and the lock released on every exit.
  *
  * A request that finds the lock held polls the record every 50 ms until a
- * new token shows up, trying the lock again at each look; a holder that
- * failed leaves {P}:refresh_failed:<C>:<U> for a moment, so its waiters
- * give up at once instead of each asking the provider again.
+ * new token shows up, trying the lock again at each look.
+ *
+ * A holder that failed (the provider did not answer with tokens, or the
+ * store could not keep them) leaves {P}:refresh_failed:<C>:<U>, a backoff:
+ * while it lives, no refresh of that token starts, neither by its waiters
+ * nor by a request that arrives later; they answer at once, and a token
+ * that is still valid serves the call (an expired or refused one answers
+ * provider_error, as when the holder itself failed). The check and the lock are one
+ * script, so no request slips between "no marker" and "lock taken", and a
+ * waiter that wakes late, or a call that comes after the holder let go,
+ * finds the marker all the same. The backoff is FAILED_FIRST (5 s) after
+ * a failure, doubled for each further one in a row, up to FAILED_MAX
+ * (60 s); the row is counted in {P}:refresh_failures:<C>:<U>, which lives
+ * FAILED_MEMORY (10 min) after the last failure. A refresh that ends any
+ * other way (new tokens, or a grant dead for good) clears both.
  */
 
 
@@ -28,7 +40,9 @@
 #define NGX_ASTRALFORM_OAUTH_LEASE       10000
 #define NGX_ASTRALFORM_OAUTH_RENEW       3000
 #define NGX_ASTRALFORM_OAUTH_POLL        50
-#define NGX_ASTRALFORM_OAUTH_FAILED_TTL  2000
+#define NGX_ASTRALFORM_OAUTH_FAILED_FIRST   5000
+#define NGX_ASTRALFORM_OAUTH_FAILED_MAX     60000
+#define NGX_ASTRALFORM_OAUTH_FAILED_MEMORY  600000
 #define NGX_ASTRALFORM_OAUTH_BACKOFF     100
 #define NGX_ASTRALFORM_OAUTH_BACKOFF_MAX 2000
 #define NGX_ASTRALFORM_OAUTH_UNLOCKS     5
@@ -56,6 +70,7 @@ struct ngx_astralform_refresh_s {
     ngx_astralform_token_t       *tok;          /* the latest read */
     ngx_str_t                     lock;
     ngx_str_t                     failed;
+    ngx_str_t                     failures;
     ngx_str_t                     owner;
     ngx_msec_t                    deadline;     /* of waiting */
     ngx_msec_t                    store_deadline;
@@ -83,7 +98,6 @@ static void ngx_astralform_refresh_read(ngx_astralform_refresh_t *rf,
 static void ngx_astralform_refresh_got(redisReply *reply, void *data);
 static void ngx_astralform_refresh_polled(ngx_astralform_refresh_t *rf,
     ngx_int_t rc, ngx_astralform_token_t *tok);
-static void ngx_astralform_refresh_failed(redisReply *reply, void *data);
 static void ngx_astralform_refresh_held(ngx_astralform_refresh_t *rf,
     ngx_int_t rc, ngx_astralform_token_t *tok);
 static void ngx_astralform_refresh_exchanged(ngx_astralform_exchange_t *ex);
@@ -107,16 +121,36 @@ static void ngx_astralform_refresh_gone(void *data);
 
 
 /*
- * DEL only if the caller still owns the lock; a holder that failed marks
- * the failure for its waiters (ARGV[2] = its lifetime, "0": none)
+ * the lock, unless a refresh of the token failed just now: 1 taken, 0 held
+ * by a sibling, 2 the failure's backoff runs (KEYS: lock, failed marker)
+ */
+static const char  ngx_astralform_lock_lua[] =
+    "if redis.call('EXISTS', KEYS[2]) == 1 then "
+    "  return 2 "
+    "end "
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
+    "  return 1 "
+    "end "
+    "return 0";
+
+
+/*
+ * DEL only if the caller still owns the lock; a holder that failed starts
+ * the backoff, ARGV[2] doubled for each failure in a row up to ARGV[3];
+ * any other end clears it (ARGV[2] "0"). KEYS: lock, marker, row count.
  */
 static const char  ngx_astralform_unlock_lua[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "  redis.call('DEL', KEYS[1]) "
     "end "
-    "if ARGV[2] ~= '0' then "
-    "  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) "
+    "if ARGV[2] == '0' then "
+    "  redis.call('DEL', KEYS[2], KEYS[3]) "
+    "  return 1 "
     "end "
+    "local n = redis.call('INCR', KEYS[3]) "
+    "redis.call('PEXPIRE', KEYS[3], ARGV[4]) "
+    "local ms = tonumber(ARGV[2]) * 2 ^ math.min(n - 1, 16) "
+    "redis.call('SET', KEYS[2], n, 'PX', math.min(ms, tonumber(ARGV[3]))) "
     "return 1";
 
 
@@ -255,6 +289,8 @@ ngx_astralform_refresh_init(ngx_astralform_refresh_t *rf,
 
     if (ngx_astralform_key(dctx, &rf->lock, "lock", &sub) != NGX_OK
         || ngx_astralform_key(dctx, &rf->failed, "refresh_failed", &sub)
+           != NGX_OK
+        || ngx_astralform_key(dctx, &rf->failures, "refresh_failures", &sub)
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -268,20 +304,22 @@ static void
 ngx_astralform_refresh_lock(ngx_astralform_refresh_t *rf)
 {
     u_char     lease[NGX_INT_T_LEN];
-    ngx_str_t  argv[6];
+    ngx_str_t  argv[7];
 
-    ngx_str_set(&argv[0], "SET");
-    argv[1] = rf->lock;
-    argv[2] = rf->owner;
-    ngx_str_set(&argv[3], "NX");
-    ngx_str_set(&argv[4], "PX");
-    argv[5].data = lease;
-    argv[5].len = ngx_sprintf(lease, "%M",
+    ngx_str_set(&argv[0], "EVAL");
+    argv[1].data = (u_char *) ngx_astralform_lock_lua;
+    argv[1].len = sizeof(ngx_astralform_lock_lua) - 1;
+    ngx_str_set(&argv[2], "2");
+    argv[3] = rf->lock;
+    argv[4] = rf->failed;
+    argv[5] = rf->owner;
+    argv[6].data = lease;
+    argv[6].len = ngx_sprintf(lease, "%M",
                               (ngx_msec_t) NGX_ASTRALFORM_OAUTH_LEASE)
                   - lease;
 
     if (ngx_astralform_redis_send(rf->pool, rf->pool->log,
-                                  ngx_astralform_refresh_locked, rf, 6, argv)
+                                  ngx_astralform_refresh_locked, rf, 7, argv)
         == NULL)
     {
         ngx_astralform_refresh_finish(rf, NGX_ERROR, NULL);
@@ -294,12 +332,22 @@ ngx_astralform_refresh_locked(redisReply *reply, void *data)
 {
     ngx_astralform_refresh_t *rf = data;
 
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
         ngx_astralform_refresh_finish(rf, NGX_ERROR, NULL);
         return;
     }
 
-    if (reply->type == REDIS_REPLY_STATUS) {
+    if (reply->integer == 2) {
+        /* a refresh failed just now: no use asking again before the backoff */
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rf->pool->log, 0,
+                       "astralform refresh: user \"%V\" for connector "
+                       "\"%V\": a refresh failed just now, not again yet",
+                       &rf->ctx->user, &rf->conn.id);
+        ngx_astralform_refresh_finish(rf, NGX_ERROR, NULL);
+        return;
+    }
+
+    if (reply->integer == 1) {
         rf->locked = 1;
         ngx_add_timer(&rf->renew, NGX_ASTRALFORM_OAUTH_RENEW);
 
@@ -443,8 +491,6 @@ static void
 ngx_astralform_refresh_polled(ngx_astralform_refresh_t *rf, ngx_int_t rc,
     ngx_astralform_token_t *tok)
 {
-    ngx_str_t  argv[2];
-
     if (rc != NGX_OK) {
         ngx_astralform_refresh_finish(rf, rc, NULL);
         return;
@@ -460,32 +506,7 @@ ngx_astralform_refresh_polled(ngx_astralform_refresh_t *rf, ngx_int_t rc,
     /* the same token, maybe re-sealed: its blob is the one to compare */
     rf->tok = tok;
 
-    /* did the holder just fail? then it is no use asking again now */
-
-    ngx_str_set(&argv[0], "EXISTS");
-    argv[1] = rf->failed;
-
-    if (ngx_astralform_redis_send(rf->pool, rf->pool->log,
-                                  ngx_astralform_refresh_failed, rf, 2, argv)
-        == NULL)
-    {
-        ngx_astralform_refresh_finish(rf, NGX_ERROR, NULL);
-    }
-}
-
-
-static void
-ngx_astralform_refresh_failed(redisReply *reply, void *data)
-{
-    ngx_astralform_refresh_t *rf = data;
-
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER
-        || reply->integer != 0)
-    {
-        ngx_astralform_refresh_finish(rf, NGX_ERROR, NULL);
-        return;
-    }
-
+    /* the holder may have failed: the lock script looks for its marker */
     ngx_astralform_refresh_lock(rf);
 }
 
@@ -812,8 +833,8 @@ ngx_astralform_refresh_answer(ngx_astralform_refresh_t *rf, ngx_int_t rc,
 static void
 ngx_astralform_refresh_unlock(ngx_event_t *ev)
 {
-    u_char                     ttl[NGX_INT_T_LEN];
-    ngx_str_t                  argv[7];
+    u_char                     num[3][NGX_INT_T_LEN];
+    ngx_str_t                  argv[10];
     ngx_astralform_refresh_t  *rf;
 
     rf = (ngx_astralform_refresh_t *)
@@ -822,19 +843,29 @@ ngx_astralform_refresh_unlock(ngx_event_t *ev)
     ngx_str_set(&argv[0], "EVAL");
     argv[1].data = (u_char *) ngx_astralform_unlock_lua;
     argv[1].len = sizeof(ngx_astralform_unlock_lua) - 1;
-    ngx_str_set(&argv[2], "2");
+    ngx_str_set(&argv[2], "3");
     argv[3] = rf->lock;
     argv[4] = rf->failed;
-    argv[5] = rf->owner;
-    argv[6].data = ttl;
-    argv[6].len = ngx_sprintf(ttl, "%M",
+    argv[5] = rf->failures;
+    argv[6] = rf->owner;
+
+    argv[7].data = num[0];
+    argv[7].len = ngx_sprintf(num[0], "%M",
                               rf->failing
-                              ? (ngx_msec_t) NGX_ASTRALFORM_OAUTH_FAILED_TTL
+                              ? (ngx_msec_t) NGX_ASTRALFORM_OAUTH_FAILED_FIRST
                               : (ngx_msec_t) 0)
-                  - ttl;
+                  - num[0];
+    argv[8].data = num[1];
+    argv[8].len = ngx_sprintf(num[1], "%M",
+                              (ngx_msec_t) NGX_ASTRALFORM_OAUTH_FAILED_MAX)
+                  - num[1];
+    argv[9].data = num[2];
+    argv[9].len = ngx_sprintf(num[2], "%M",
+                              (ngx_msec_t) NGX_ASTRALFORM_OAUTH_FAILED_MEMORY)
+                  - num[2];
 
     if (ngx_astralform_redis_send(rf->pool, rf->pool->log,
-                                  ngx_astralform_refresh_unlocked, rf, 7,
+                                  ngx_astralform_refresh_unlocked, rf, 10,
                                   argv)
         == NULL)
     {

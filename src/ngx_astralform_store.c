@@ -15,6 +15,9 @@
  *                                 (ms), for astralform_max_pending_sessions
  *   {P}:state:<STATE>       string, TTL: an OAuth state, consumed once
  *   {P}:lock:<C>:<U>        string, lease: the refresh lock of one token
+ *   {P}:refresh_failed:<C>:<U>    string, TTL: a refresh of the token
+ *                                 failed: no new one before it expires
+ *   {P}:refresh_failures:<C>:<U>  string, TTL: failed refreshes in a row
  */
 
 

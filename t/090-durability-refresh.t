@@ -19,6 +19,7 @@ use Astralform::Test;
 use Astralform::OAuth;
 use Astralform::Seal;
 use POSIX ();
+use Time::Local ();
 use Time::HiRes qw(time sleep);
 
 $ENV{TEST_NGINX_MOCK_PORT} or plan skip_all => 'no mock providers';
@@ -161,13 +162,25 @@ still_connected('github', 'd3', $old, 'redis stall');
 
 # --- a token that lives shorter than the skew (60s) -------------------------
 
-mock('POST', '/__mock/config', { slack => { access_ttl => 20 } });
+# the mock's request log, seconds since the epoch of each request to $path
+sub request_times {
+    my ($path) = @_;
+    return map { my ($y, $mo, $d, $h, $mi, $sec) = $_->{time} =~
+                     /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):([\d.]+)Z$/;
+                 Time::Local::timegm(0, $mi, $h, $d, $mo - 1, $y) + $sec }
+           grep { $_->{path} eq $path }
+           @{ mock('GET', '/__mock/requests')->{requests} };
+}
+
+# 40 s: a skew of 20 s, the second half of its life; the calls of a loaded
+# machine fit well in the first half
+mock('POST', '/__mock/config', { slack => { access_ttl => 40 } });
 my $r = connect_flow(browser(), start_link('slack', 'd4'));
 is($r->{callback}->code, 200, 'short-lived: connected');
 $old = record('slack', 'd4');
-is($old->{expires_at} - $old->{obtained_at}, 20, 'short-lived: a 20 s token');
-$old->{obtained_at} = int(time) - 15;
-$old->{expires_at} = $old->{obtained_at} + 20;
+is($old->{expires_at} - $old->{obtained_at}, 40, 'short-lived: a 40 s token');
+$old->{obtained_at} = int(time) - 25;
+$old->{expires_at} = $old->{obtained_at} + 40;
 store('slack', 'd4', $old);
 mock('POST', '/__mock/reset');
 @st = parallel(60, sub { (call('slack', 'd4'))[0] });
@@ -176,9 +189,16 @@ is(scalar(grep { $_ == 200 } @st), 60, 'short-lived: 60 concurrent calls: all 20
 is(refreshes('slack'), 1, 'short-lived: exactly one refresh for 60 calls');
 my $new = record('slack', 'd4');
 isnt($new->{access_token}, $old->{access_token}, 'short-lived: renewed once');
+my $from = time;
 @st = parallel(30, sub { (call('slack', 'd4'))[0] });
 is(scalar(grep { $_ == 200 } @st), 30, 'short-lived: 30 more calls: all 200');
-is(refreshes('slack'), 1, 'short-lived: the fresh 20 s token is not renewed again');
+# renewing it in its second half is right: only the first half counts
+my $half = ($new->{obtained_at} + $new->{expires_at}) / 2;
+my $early = grep { $_ >= $from && $_ < $half }
+            request_times('/slack/api/search.messages');
+ok($early >= 1, "short-lived: $early of the 30 calls in the fresh token's first half");
+is(scalar(grep { $_ < $half } request_times($token_path{slack})), 1,
+   'short-lived: the fresh 40 s token is not renewed again in its first half');
 mock('POST', '/__mock/config', { slack => { access_ttl => 43200 } });
 
 # --- the holder fails: its waiters give up at once, no second request --------
@@ -191,11 +211,19 @@ $t0 = time;
 $took = time - $t0;
 my $hits = grep { $_->{path} eq $token_path{github} }
            @{ mock('GET', '/__mock/requests')->{requests} };
-mock('POST', '/__mock/reset');
 is(scalar(grep { $_ == 200 } @st), 20,
    'holder failed: the still valid token serves all 20 calls') or diag(join ' ', @st);
 is($hits, 1, 'holder failed: one request at the provider, not one per waiter');
 ok($took < 2.5, sprintf('holder failed: the waiters did not sit out the lease (%.2fs)', $took));
+is(redis_cmd('GET', 't090:{p1}:refresh_failures:github:d5'), 1,
+   'holder failed: one failure in a row counted');
+# a call after the holder let go, within the backoff, does not ask again
+($st) = call('github', 'd5');
+my $backoff = redis_cmd('PTTL', 't090:{p1}:refresh_failed:github:d5');
+is($st, 200, 'holder failed: a later call is served by the still valid token');
+ok($backoff > 0 && $backoff <= 5000, "holder failed: the backoff still runs ($backoff ms left)");
+is(scalar(request_times($token_path{github})), 1, 'holder failed: the later call did not ask again');
+mock('POST', '/__mock/reset');
 is(record('github', 'd5')->{refresh_token}, $old->{refresh_token}, 'holder failed: record kept');
 
 remember_secret($KEY);
