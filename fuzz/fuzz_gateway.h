@@ -37,7 +37,7 @@
 #include "ngx_astralform.h"
 #include "ngx_astralform_tokens.h"
 #include "ngx_astralform_oauth.h"
-#include "ngx_astralform_mcp.h"
+#include "ngx_astralform_mcp_client.h"
 #include "fuzz_util.h"
 #include "ngx_shim.h"
 

@@ -29,7 +29,7 @@ FUZZ_BASE    := ngx_shim fuzz_util
 FUZZ_GATEWAY := $(FUZZ_BASE) fuzz_gateway ngx_astralform_catalog ngx_astralform_scrub \
                 ngx_astralform_crypto ngx_astralform_store \
                 ngx_astralform_tokens ngx_astralform_tools \
-                ngx_astralform_connectors ngx_astralform_mcp \
+                ngx_astralform_connectors ngx_astralform_mcp_client \
                 ngx_astralform_schema ngx_astralform_quota
 
 FUZZ_LINK_schema   := $(FUZZ_BASE) ngx_astralform_schema

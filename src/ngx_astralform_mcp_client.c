@@ -25,7 +25,7 @@
 
 
 #include "ngx_astralform.h"
-#include "ngx_astralform_mcp.h"
+#include "ngx_astralform_mcp_client.h"
 
 
 #define NGX_ASTRALFORM_MCP_VERSION          "2025-06-18"

@@ -3,8 +3,8 @@
  * servers (initialize, Mcp-Session-Id, JSON or text/event-stream answers).
  */
 
-#ifndef _NGX_ASTRALFORM_MCP_H_INCLUDED_
-#define _NGX_ASTRALFORM_MCP_H_INCLUDED_
+#ifndef _NGX_ASTRALFORM_MCP_CLIENT_H_INCLUDED_
+#define _NGX_ASTRALFORM_MCP_CLIENT_H_INCLUDED_
 
 
 #include "ngx_astralform.h"
@@ -37,4 +37,4 @@ void ngx_astralform_mcp_close_sessions(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn);
 
 
-#endif /* _NGX_ASTRALFORM_MCP_H_INCLUDED_ */
+#endif /* _NGX_ASTRALFORM_MCP_CLIENT_H_INCLUDED_ */

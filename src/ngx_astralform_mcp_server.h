@@ -3,7 +3,7 @@
  * sessions (ngx_astralform_mcp_server.c), and the two servers on it, the
  * agents' (ngx_astralform_mcp_agent.c) and the admins'
  * (ngx_astralform_mcp_admin.c). The gateway as an MCP client of remote
- * servers is ngx_astralform_mcp.c, apart.
+ * servers is ngx_astralform_mcp_client.c, apart.
  */
 
 #ifndef _NGX_ASTRALFORM_MCP_SERVER_H_INCLUDED_
