@@ -207,6 +207,8 @@ json_t *ngx_astralform_connector_tools(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn);
 void ngx_astralform_connector_reseal(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn);
+/* the longest end user or agent id */
+#define NGX_ASTRALFORM_MAX_IDENTITY  128
 ngx_uint_t ngx_astralform_valid_identity(ngx_str_t *id);
 /* work that outlives its request: a pool of its own, the same steps */
 ngx_astralform_ctx_t *ngx_astralform_ctx_detached(ngx_pool_t *pool,

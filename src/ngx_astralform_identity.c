@@ -135,3 +135,28 @@ ngx_astralform_request_agent(ngx_astralform_ctx_t *ctx)
 
     return NGX_OK;
 }
+
+
+/* an end user or agent id: 1 to 128 of A-Z a-z 0-9 _ - . @ : */
+ngx_uint_t
+ngx_astralform_valid_identity(ngx_str_t *id)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (id->len == 0 || id->len > NGX_ASTRALFORM_MAX_IDENTITY) {
+        return 0;
+    }
+
+    for (i = 0; i < id->len; i++) {
+        c = id->data[i];
+
+        if (!(isalnum(c) || c == '_' || c == '-' || c == '.' || c == '@'
+              || c == ':'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}

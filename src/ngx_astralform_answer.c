@@ -1,0 +1,357 @@
+/*
+ * The module's answers: a JSON body (with a provider's raw JSON spliced in
+ * unchanged), the {"error","message"} envelope of every refusal, an
+ * answer diverted to another door (the MCP servers turn the HTTP rows'
+ * answers into their own), and the one finalization of a request.
+ *
+ * Life cycle (ngx_astralform_api.c): whatever a handler does,
+ * synchronously or after Redis and provider callbacks, it ends with
+ * exactly one ngx_astralform_finish().
+ */
+
+
+#include "ngx_astralform.h"
+#include "ngx_astralform_scrub.h"
+
+
+static ngx_int_t ngx_astralform_scrub_answer(ngx_astralform_ctx_t *ctx,
+    json_t *head, ngx_str_t **raw);
+static ngx_int_t ngx_astralform_answer_divert(ngx_astralform_ctx_t *ctx,
+    ngx_uint_t status, json_t *head, const char *member, ngx_str_t *raw);
+
+
+/* sends json (and releases it); answers 500 when json is NULL */
+ngx_int_t
+ngx_astralform_send_json(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
+    json_t *json)
+{
+    return ngx_astralform_send_json_raw(ctx, status, json, NULL, NULL);
+}
+
+
+/*
+ * Sends the object head (and releases it) with one more member whose value
+ * is raw JSON text the caller has checked: a provider's answer goes out
+ * byte for byte, without being serialised again.
+ */
+ngx_int_t
+ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
+    json_t *head, const char *member, ngx_str_t *raw)
+{
+    char                *text;
+    size_t               len, size;
+    ngx_int_t            rc;
+    ngx_buf_t           *b;
+    ngx_chain_t          out;
+    ngx_table_elt_t     *h;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (head == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_astralform_discard_body(r, status);
+    ctx->answered = 1;
+
+    if (ctx->secrets != NULL
+        && ngx_astralform_scrub_answer(ctx, head, &raw) != NGX_OK)
+    {
+        json_decref(head);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->answer != NULL) {
+        return ngx_astralform_answer_divert(ctx, status, head, member, raw);
+    }
+
+    /* 15 digits: 48.8534 stays 48.8534, not 48.853400000000001 */
+    text = json_dumps(head, JSON_COMPACT|JSON_REAL_PRECISION(15));
+    json_decref(head);
+
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = ngx_strlen(text);
+    size = len + 1;
+
+    if (raw != NULL) {
+        size += ngx_strlen(member) + raw->len + sizeof(",\"\":") - 1;
+    }
+
+    b = ngx_create_temp_buf(r->pool, size);
+    if (b == NULL) {
+        ngx_free(text);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (raw == NULL) {
+        b->last = ngx_cpymem(b->pos, text, len);
+
+    } else {
+        /* "{...}" becomes "{...,"member":RAW}" */
+        b->last = ngx_cpymem(b->pos, text, len - 1);
+        if (len > 2) {
+            *b->last++ = ',';
+        }
+        b->last = ngx_sprintf(b->last, "\"%s\":", member);
+        b->last = ngx_cpymem(b->last, raw->data, raw->len);
+        *b->last++ = '}';
+    }
+
+    *b->last++ = '\n';
+    ngx_free(text);
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    /* answers carry per-user state: never cache them */
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-store");
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * An answer sent before the body is read must discard the body (as
+ * nginx's own special responses do): left on a keep-alive connection, a
+ * body that is itself an HTTP request would be read as the next request.
+ * A no-op once the body is read or discarded.
+ */
+void
+ngx_astralform_discard_body(ngx_http_request_t *r, ngx_uint_t status)
+{
+    if (status >= NGX_HTTP_SPECIAL_RESPONSE) {
+        /* no "100 Continue" for a request that is refused */
+        r->expect_tested = 1;
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+}
+
+
+/*
+ * No credential the gateway sent goes back (ngx_astralform_scrub.c). A raw
+ * member is parsed again only when it may hold one: a form appears in it,
+ * or a \u-escape could hide one.
+ */
+static ngx_int_t
+ngx_astralform_scrub_answer(ngx_astralform_ctx_t *ctx, json_t *head,
+    ngx_str_t **raw)
+{
+    char        *text;
+    json_t      *body;
+    ngx_str_t    out, *copy, *f;
+    ngx_uint_t   i, suspect;
+
+    if (ngx_astralform_scrub_json(ctx->request->pool, ctx->secrets, head)
+        == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    if (*raw == NULL) {
+        return NGX_OK;
+    }
+
+    suspect = ngx_strlcasestrn((*raw)->data, (*raw)->data + (*raw)->len,
+                               (u_char *) "\\u", 1) != NULL;
+
+    f = ctx->secrets->elts;
+
+    for (i = 0; !suspect && i < ctx->secrets->nelts; i++) {
+        suspect = (*raw)->len >= f[i].len
+                  && ngx_strlcasestrn((*raw)->data,
+                                      (*raw)->data + (*raw)->len,
+                                      f[i].data, f[i].len - 1) != NULL;
+    }
+
+    if (!suspect) {
+        return NGX_OK;
+    }
+
+    body = json_loadb((char *) (*raw)->data, (*raw)->len, 0, NULL);
+    if (body == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_astralform_scrub_json(ctx->request->pool, ctx->secrets, body)
+        != NGX_OK)
+    {
+        json_decref(body);
+        return NGX_OK;
+    }
+
+    text = json_dumps(body, JSON_COMPACT|JSON_ENCODE_ANY
+                            |JSON_REAL_PRECISION(15));
+    json_decref(body);
+
+    copy = ngx_palloc(ctx->request->pool, sizeof(ngx_str_t));
+
+    if (text == NULL || copy == NULL
+        || ngx_astralform_strdup(ctx->request->pool, &out, text) != NGX_OK)
+    {
+        ngx_free(text);
+        return NGX_ERROR;
+    }
+
+    ngx_free(text);
+
+    *copy = out;
+    *raw = copy;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Another door (the MCP endpoints) runs a handler and turns its answer
+ * into its own: the whole answer goes to ctx->answer as one object.
+ */
+static ngx_int_t
+ngx_astralform_answer_divert(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
+    json_t *head, const char *member, ngx_str_t *raw)
+{
+    json_t                    *v;
+    ngx_astralform_answer_pt   answer;
+
+    if (raw != NULL) {
+        v = json_loadb((char *) raw->data, raw->len, JSON_DECODE_ANY, NULL);
+        if (v == NULL) {
+            v = json_stringn((char *) raw->data, raw->len);
+        }
+
+        json_object_set_new(head, member, v);
+    }
+
+    /* what the door sends goes out as it is */
+    answer = ctx->answer;
+    ctx->answer = NULL;
+
+    return answer(ctx, status, head);
+}
+
+
+json_t *
+ngx_astralform_error_json(ngx_astralform_ctx_t *ctx, const char *code,
+    const char *fmt, va_list args)
+{
+    u_char   msg[512], *last, *p;
+    json_t  *json, *text;
+
+    last = ngx_vslprintf(msg, msg + sizeof(msg) - 1, fmt, args);
+    *last = '\0';
+
+    ctx->error.data = (u_char *) code;
+    ctx->error.len = ngx_strlen(code);
+
+    json = json_object();
+    if (json == NULL) {
+        return NULL;
+    }
+
+    json_object_set_new(json, "error", json_string(code));
+
+    /* a message quoting the caller's bytes may not be UTF-8: mask those */
+    text = json_stringn((char *) msg, last - msg);
+
+    if (text == NULL) {
+        for (p = msg; p < last; p++) {
+            if (*p >= 0x80 || *p < 0x20) {
+                *p = '?';
+            }
+        }
+
+        text = json_stringn((char *) msg, last - msg);
+    }
+
+    json_object_set_new(json, "message", text);
+
+    return json;
+}
+
+
+ngx_int_t
+ngx_astralform_send_error(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
+    const char *code, const char *fmt, ...)
+{
+    json_t   *json;
+    va_list   args;
+
+    va_start(args, fmt);
+    json = ngx_astralform_error_json(ctx, code, fmt, args);
+    va_end(args);
+
+    return ngx_astralform_send_json(ctx, status, json);
+}
+
+
+ngx_int_t
+ngx_astralform_send_error_with(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
+    json_t *extra, const char *code, const char *fmt, ...)
+{
+    json_t   *json;
+    va_list   args;
+
+    va_start(args, fmt);
+    json = ngx_astralform_error_json(ctx, code, fmt, args);
+    va_end(args);
+
+    if (json != NULL && extra != NULL) {
+        json_object_update(json, extra);
+    }
+
+    json_decref(extra);
+
+    return ngx_astralform_send_json(ctx, status, json);
+}
+
+
+ngx_int_t
+ngx_astralform_admin_required(ngx_astralform_ctx_t *ctx)
+{
+    return ngx_astralform_send_error(ctx, NGX_HTTP_FORBIDDEN,
+                                     "admin_required",
+                                     "this needs the project's admin key");
+}
+
+
+void
+ngx_astralform_store_unavailable(ngx_astralform_ctx_t *ctx)
+{
+    ngx_astralform_finish(ctx,
+        ngx_astralform_send_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "store_unavailable",
+                                  "the token store is unavailable, "
+                                  "try again shortly"));
+}
+
+
+void
+ngx_astralform_finish(ngx_astralform_ctx_t *ctx, ngx_int_t rc)
+{
+    ngx_http_finalize_request(ctx->request, rc);
+}
