@@ -145,6 +145,10 @@ struct ngx_astralform_ctx_s {
     ngx_astralform_answer_pt      answer;          /* another door's */
     void                         *door;            /* that door's state */
     unsigned                      any_body:1;
+    unsigned                      finalized:1;     /* ngx_astralform_finish()
+                                                      ran */
+    unsigned                      cancelled:1;     /* answered while its work
+                                                      ran (MCP cancel) */
 };
 
 

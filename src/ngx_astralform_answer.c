@@ -42,11 +42,22 @@ ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
     size_t               len, size;
     ngx_int_t            rc;
     ngx_buf_t           *b;
+    ngx_uint_t           level;
     ngx_chain_t          out;
     ngx_table_elt_t     *h;
     ngx_http_request_t  *r;
 
     r = ctx->request;
+
+    if (ctx->finalized) {
+        /* work that outlived the answer (ngx_astralform_finish()) */
+        level = ctx->cancelled ? NGX_LOG_INFO : NGX_LOG_ALERT;
+        ngx_log_error(level, r->connection->log, 0,
+                      "astralform: an answer after the request was "
+                      "finalized, dropped");
+        json_decref(head);
+        return NGX_ERROR;
+    }
 
     if (head == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -350,8 +361,28 @@ ngx_astralform_store_unavailable(ngx_astralform_ctx_t *ctx)
 }
 
 
+/*
+ * Once. nginx may keep a finalized request for a while (a lingering
+ * close, a reader slower than the answer), and with it the work in its
+ * pool: an MCP call answered as cancelled still has its provider call
+ * running. What such work answers later is dropped, here and in
+ * ngx_astralform_send_json_raw().
+ */
 void
 ngx_astralform_finish(ngx_astralform_ctx_t *ctx, ngx_int_t rc)
 {
+    if (ctx->finalized) {
+        if (!ctx->cancelled) {
+            ngx_log_error(NGX_LOG_ALERT, ctx->request->connection->log, 0,
+                          "astralform: a request finalized twice");
+        }
+
+        return;
+    }
+
+    if (rc != NGX_DONE) {
+        ctx->finalized = 1;
+    }
+
     ngx_http_finalize_request(ctx->request, rc);
 }

@@ -17,7 +17,9 @@
  * cancels: it leaves {P}:mcp:<id>:cancel:<request id> in Redis, and a
  * running call looks for it every NGX_ASTRALFORM_MCP_CANCEL_POLL ms; a
  * cancelled call is answered at once, which frees the request and so
- * aborts its provider request (pool cleanups).
+ * aborts its provider request (pool cleanups). When nginx keeps the
+ * finalized request a while (a lingering close, a slow reader), what the
+ * provider call answers later is dropped (ngx_astralform_finish()).
  */
 
 
@@ -723,6 +725,7 @@ ngx_astralform_mcp_cancel_reply(redisReply *reply, void *data)
 
     /* answering frees the request: its provider request is aborted */
     ctx->answer = NULL;
+    ctx->cancelled = 1;
 
     ngx_astralform_finish(ctx,
         ngx_astralform_mcp_error(mcp, NGX_ASTRALFORM_JSONRPC_CANCELLED, NULL,
