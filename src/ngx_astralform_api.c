@@ -416,37 +416,6 @@ ngx_astralform_identity(ngx_astralform_ctx_t *ctx, const char *name,
 }
 
 
-ngx_str_t *
-ngx_astralform_header(ngx_http_request_t *r, ngx_str_t *name)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == name->len
-            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
-        {
-            return &h[i].value;
-        }
-    }
-}
-
-
 /*
  * A valid key of another project gets 404: other projects do not exist.
  * Returns NGX_OK, NGX_HTTP_UNAUTHORIZED or NGX_HTTP_NOT_FOUND.
