@@ -26,7 +26,8 @@ FUZZ_LIBS    := -ljansson -lhiredis -lcrypto -lpcre2-8 -lcurl
 FUZZ_HDRS    := $(wildcard src/*.h fuzz/*.h) mk/fuzz.mk
 
 FUZZ_BASE    := ngx_shim fuzz_util
-FUZZ_GATEWAY := $(FUZZ_BASE) fuzz_gateway ngx_astralform_catalog ngx_astralform_scrub \
+FUZZ_GATEWAY := $(FUZZ_BASE) fuzz_gateway ngx_astralform_answer \
+                ngx_astralform_identity ngx_astralform_catalog ngx_astralform_scrub \
                 ngx_astralform_crypto ngx_astralform_store \
                 ngx_astralform_tokens ngx_astralform_tools \
                 ngx_astralform_connectors ngx_astralform_mcp_client \
