@@ -9,7 +9,7 @@
 
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= schema open body catalog provider sse redis token origin \
-                scrub
+                scrub jsonrpc
 FUZZ_CC      ?= clang
 FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_OBJ     := $(FUZZ_DIR)/obj
@@ -31,6 +31,7 @@ FUZZ_GATEWAY := $(FUZZ_BASE) fuzz_gateway ngx_astralform_answer \
                 ngx_astralform_crypto ngx_astralform_store \
                 ngx_astralform_tokens ngx_astralform_tools \
                 ngx_astralform_connectors ngx_astralform_mcp_client \
+                ngx_astralform_jsonrpc \
                 ngx_astralform_schema ngx_astralform_quota
 
 FUZZ_LINK_schema   := $(FUZZ_BASE) ngx_astralform_schema
@@ -43,6 +44,7 @@ FUZZ_LINK_redis    := $(FUZZ_GATEWAY)
 FUZZ_LINK_token    := $(FUZZ_GATEWAY) ngx_astralform_oauth_token \
                       ngx_astralform_oauth_util
 FUZZ_LINK_origin   := $(FUZZ_BASE) ngx_astralform_catalog
+FUZZ_LINK_jsonrpc  := $(FUZZ_BASE) ngx_astralform_jsonrpc
 FUZZ_LINK_scrub    := $(FUZZ_GATEWAY) ngx_astralform_oauth_token \
                       ngx_astralform_oauth_util
 
@@ -62,7 +64,8 @@ $(FUZZ_OBJ)/%.o: fuzz/%.c $(FUZZ_HDRS) $(NGX_BUILD)/objs/Makefile
 	@mkdir -p $(FUZZ_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_DEFS) $(FUZZ_INCS) -c $< -o $@
 
-FUZZ_ALL := schema open body catalog provider sse redis token origin scrub
+FUZZ_ALL := schema open body catalog provider sse redis token origin scrub \
+            jsonrpc
 
 define FUZZ_RULE
 $(FUZZ_DIR)/fuzz_$(1): $(FUZZ_OBJ)/fuzz_$(1).o \

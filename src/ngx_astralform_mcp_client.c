@@ -26,9 +26,9 @@
 
 #include "ngx_astralform.h"
 #include "ngx_astralform_mcp_client.h"
+#include "ngx_astralform_jsonrpc.h"
 
 
-#define NGX_ASTRALFORM_MCP_VERSION          "2025-06-18"
 #define NGX_ASTRALFORM_MCP_CLIENT           "astralform-gateway"
 #define NGX_ASTRALFORM_MCP_CLIENT_VERSION   "1.0.0"
 
@@ -211,18 +211,6 @@ static void ngx_astralform_mcp_cache_cleanup(void *data);
 
 
 static ngx_astralform_mcp_cache_t  ngx_astralform_mcp_cache;
-
-
-/*
- * The versions whose messages we use (initialize, tools/list, tools/call)
- * are the same; the first is the one we ask for.
- */
-static ngx_str_t  ngx_astralform_mcp_versions[] = {
-    ngx_string(NGX_ASTRALFORM_MCP_VERSION),
-    ngx_string("2025-03-26"),
-    ngx_string("2024-11-05"),
-    ngx_null_string
-};
 
 
 void
@@ -795,6 +783,7 @@ ngx_astralform_mcp_send(ngx_astralform_mcp_op_t *op)
 {
     json_t                     *msg, *params;
     ngx_int_t                   rc;
+    ngx_str_t                  *v;
     ngx_msec_int_t              left;
     ngx_astralform_http_req_t  *hr;
 
@@ -813,21 +802,22 @@ ngx_astralform_mcp_send(ngx_astralform_mcp_op_t *op)
         op->protocol.len = 0;
         op->rpc_id = ++ngx_astralform_mcp_cache.last_id;
 
-        msg = json_pack("{s:s, s:I, s:s, s:{s:s, s:{}, s:{s:s, s:s}}}",
-                        "jsonrpc", "2.0",
-                        "id", (json_int_t) op->rpc_id,
-                        "method", "initialize",
-                        "params",
-                        "protocolVersion", NGX_ASTRALFORM_MCP_VERSION,
-                        "capabilities",
-                        "clientInfo",
-                        "name", NGX_ASTRALFORM_MCP_CLIENT,
-                        "version", NGX_ASTRALFORM_MCP_CLIENT_VERSION);
+        v = &ngx_astralform_mcp_client_versions[0];
+
+        msg = ngx_astralform_jsonrpc_request(
+                  json_integer((json_int_t) op->rpc_id), "initialize",
+                  json_pack("{s:s%, s:{}, s:{s:s, s:s}}",
+                            "protocolVersion", v->data, v->len,
+                            "capabilities",
+                            "clientInfo",
+                            "name", NGX_ASTRALFORM_MCP_CLIENT,
+                            "version", NGX_ASTRALFORM_MCP_CLIENT_VERSION));
         break;
 
     case NGX_ASTRALFORM_MCP_INITIALIZED:
-        msg = json_pack("{s:s, s:s}", "jsonrpc", "2.0",
-                        "method", "notifications/initialized");
+        msg = ngx_astralform_jsonrpc_request(NULL,
+                                             "notifications/initialized",
+                                             NULL);
         break;
 
     default: /* NGX_ASTRALFORM_MCP_REQUEST */
@@ -837,10 +827,8 @@ ngx_astralform_mcp_send(ngx_astralform_mcp_op_t *op)
 
         params = op->params ? json_incref(op->params) : json_object();
 
-        msg = json_pack("{s:s, s:I, s:s, s:o}", "jsonrpc", "2.0",
-                        "id", (json_int_t) op->rpc_id,
-                        "method", op->method,
-                        "params", params);
+        msg = ngx_astralform_jsonrpc_request(
+                  json_integer((json_int_t) op->rpc_id), op->method, params);
     }
 
     if (msg == NULL) {
@@ -1063,15 +1051,10 @@ ngx_astralform_mcp_initialize_result(ngx_astralform_mcp_op_t *op,
                                                         "protocolVersion");
     version.len = version.data ? ngx_strlen(version.data) : 0;
 
-    for (v = ngx_astralform_mcp_versions; v->len; v++) {
-        if (v->len == version.len
-            && ngx_strncmp(v->data, version.data, v->len) == 0)
-        {
-            break;
-        }
-    }
+    v = ngx_astralform_mcp_version(ngx_astralform_mcp_client_versions,
+                                   version.data, version.len);
 
-    if (v->len == 0) {
+    if (v == NULL) {
         ngx_astralform_mcp_fail(op, NGX_ASTRALFORM_MCP_PROTOCOL,
                                 "the server speaks an MCP version this "
                                 "gateway does not");
@@ -1325,8 +1308,9 @@ ngx_astralform_mcp_sse(ngx_astralform_mcp_op_t *op, ngx_str_t *body)
 static json_t *
 ngx_astralform_mcp_match(ngx_astralform_mcp_op_t *op, json_t *json)
 {
-    size_t   i;
-    json_t  *id, *item, *msg;
+    size_t                     i;
+    json_t                    *item, *msg;
+    ngx_astralform_jsonrpc_t   rpc;
 
     if (json_is_array(json)) {
         json_array_foreach(json, i, item) {
@@ -1339,13 +1323,12 @@ ngx_astralform_mcp_match(ngx_astralform_mcp_op_t *op, json_t *json)
         return NULL;
     }
 
-    id = json_object_get(json, "id");
+    /* requests and notifications of the server are skipped */
 
-    if (!json_is_integer(id)
-        || (ngx_uint_t) json_integer_value(id) != op->rpc_id
-        || json_object_get(json, "method") != NULL
-        || (json_object_get(json, "result") == NULL
-            && json_object_get(json, "error") == NULL))
+    if (ngx_astralform_jsonrpc_parse(json, &rpc) != NGX_OK
+        || rpc.kind != NGX_ASTRALFORM_JSONRPC_RESPONSE
+        || !json_is_integer(rpc.id)
+        || (ngx_uint_t) json_integer_value(rpc.id) != op->rpc_id)
     {
         return NULL;
     }
@@ -1458,11 +1441,10 @@ ngx_astralform_mcp_cancelled(ngx_astralform_mcp_op_t *op)
         return;
     }
 
-    msg = json_pack("{s:s, s:s, s:{s:I, s:s}}", "jsonrpc", "2.0",
-                    "method", "notifications/cancelled",
-                    "params",
-                    "requestId", (json_int_t) op->rpc_id,
-                    "reason", "the gateway gave up waiting");
+    msg = ngx_astralform_jsonrpc_request(NULL, "notifications/cancelled",
+              json_pack("{s:I, s:s}",
+                        "requestId", (json_int_t) op->rpc_id,
+                        "reason", "the gateway gave up waiting"));
 
     if (msg != NULL) {
         ngx_astralform_mcp_fire(&op->conn->mcp_url, "POST",

@@ -11,15 +11,8 @@
 
 
 #include "ngx_astralform.h"
+#include "ngx_astralform_jsonrpc.h"
 
-
-#define NGX_ASTRALFORM_JSONRPC_PARSE_ERROR      -32700
-#define NGX_ASTRALFORM_JSONRPC_INVALID_REQUEST  -32600
-#define NGX_ASTRALFORM_JSONRPC_NO_METHOD        -32601
-#define NGX_ASTRALFORM_JSONRPC_INVALID_PARAMS   -32602
-#define NGX_ASTRALFORM_JSONRPC_INTERNAL         -32603
-#define NGX_ASTRALFORM_JSONRPC_CANCELLED        -32800
-#define NGX_ASTRALFORM_MCP_URL_ELICITATION      -32042
 
 
 typedef struct ngx_astralform_mcp_s  ngx_astralform_mcp_t;
