@@ -615,8 +615,9 @@ ngx_http_output_filter(ngx_http_request_t *r, ngx_chain_t *in)
         fprintf(stderr, "answer %u: %s\n", (unsigned) req->status, text);
     }
 
-    /* a provider's raw bytes spliced in must leave one JSON object */
-    json = json_loadb(text, len, 0, NULL);
+    /* a provider's raw bytes spliced in must leave one JSON object
+     * ("\u0000" is JSON: an answer may quote such bytes) */
+    json = json_loadb(text, len, JSON_ALLOW_NUL, NULL);
     if (!json_is_object(json)) {
         fz_fail("an answer that is not one JSON object: %.*s",
                 (int) ngx_min(len, 300), text);

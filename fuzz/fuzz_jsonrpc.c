@@ -229,7 +229,8 @@ fz_answer(json_t *answer, ngx_astralform_jsonrpc_kind_e kind, json_t *id,
         fz_fail("%s could not be built", what);
     }
 
-    /* what goes on the wire, read back as the peer reads it */
+    /* what goes on the wire, read back as the peer reads it ("\u0000"
+     * is JSON: a message may quote such bytes) */
     text = json_dumps(answer, JSON_COMPACT);
     json_decref(answer);
 
@@ -237,7 +238,7 @@ fz_answer(json_t *answer, ngx_astralform_jsonrpc_kind_e kind, json_t *id,
         fz_fail("%s could not be written", what);
     }
 
-    again = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+    again = json_loads(text, JSON_REJECT_DUPLICATES|JSON_ALLOW_NUL, NULL);
     free(text);
 
     if (ngx_astralform_jsonrpc_parse(again, &rpc) != NGX_OK

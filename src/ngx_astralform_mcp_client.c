@@ -472,6 +472,15 @@ ngx_astralform_mcp_call_tool(ngx_astralform_ctx_t *ctx,
                                          "\"arguments\" must be an object");
     }
 
+    /* a stored record without its URL (edited by hand): no server to ask,
+     * as the tool list already skips it */
+    if (conn->mcp_url.len == 0) {
+        return ngx_astralform_send_error(ctx, NGX_HTTP_BAD_GATEWAY,
+                                         "provider_error",
+                                         "the remote_mcp connector \"%V\" "
+                                         "has no mcp_url", &conn->id);
+    }
+
     params = json_pack("{s:s%, s:o}", "name", tool->data, tool->len,
                        "arguments",
                        arguments != NULL ? json_incref(arguments)
