@@ -31,7 +31,7 @@ FUZZ_GATEWAY := $(FUZZ_BASE) fuzz_gateway ngx_astralform_answer \
                 ngx_astralform_crypto ngx_astralform_store \
                 ngx_astralform_tokens ngx_astralform_tools \
                 ngx_astralform_connectors ngx_astralform_mcp_client \
-                ngx_astralform_jsonrpc \
+                ngx_astralform_jsonrpc ngx_astralform_sse \
                 ngx_astralform_schema ngx_astralform_quota
 
 FUZZ_LINK_schema   := $(FUZZ_BASE) ngx_astralform_schema

@@ -27,6 +27,7 @@
 #include "ngx_astralform.h"
 #include "ngx_astralform_mcp_client.h"
 #include "ngx_astralform_jsonrpc.h"
+#include "ngx_astralform_sse.h"
 
 
 #define NGX_ASTRALFORM_MCP_CLIENT           "astralform-gateway"
@@ -1223,93 +1224,38 @@ ngx_astralform_mcp_response(ngx_astralform_mcp_op_t *op)
 
 
 /*
- * Server-sent events (WHATWG): lines end with CRLF, LF or CR; "data:"
- * lines of one event are joined with LF; an empty line ends the event.
- * Events of another type, comments, notifications and requests from the
- * server are skipped: only the response to our id counts. The body is
- * whole here (the server ends the stream after the response), so an
- * event cut off by the end of the stream is still tried.
+ * The response to op's request among the events of a text/event-stream
+ * answer (ngx_astralform_sse.c): the server's notifications and requests
+ * are skipped.
  */
 static json_t *
 ngx_astralform_mcp_sse(ngx_astralform_mcp_op_t *op, ngx_str_t *body)
 {
-    u_char     *p, *last, *eol, *colon, *value, *data, *d;
-    json_t     *json, *msg;
-    ngx_str_t   field;
-    ngx_uint_t  other;
+    json_t                *json, *msg;
+    ngx_str_t              data;
+    ngx_astralform_sse_t   sse;
 
-    p = body->data;
-    last = body->data + body->len;
-
-    data = ngx_pnalloc(op->ctx->request->pool, body->len + 1);
-    if (data == NULL) {
+    if (ngx_astralform_sse_init(&sse, op->ctx->request->pool, body)
+        != NGX_OK)
+    {
         return NULL;
     }
 
-    d = data;
-    other = 0;
-
-    for ( ;; ) {
-        eol = p;
-        while (eol < last && *eol != CR && *eol != LF) {
-            eol++;
-        }
-
-        if (eol == p) {
-            /* an empty line, or the end of the stream: dispatch */
-
-            if (d > data && !other) {
-                json = json_loadb((char *) data, d - data - 1, 0, NULL);
-
-                if (json != NULL) {
-                    msg = ngx_astralform_mcp_match(op, json);
-                    json_decref(json);
-
-                    if (msg != NULL) {
-                        return msg;
-                    }
-                }
-            }
-
-            d = data;
-            other = 0;
-
-            if (p == last) {
-                return NULL;
-            }
-
-            p += (p[0] == CR && p + 1 < last && p[1] == LF) ? 2 : 1;
+    while (ngx_astralform_sse_next(&sse, &data) == NGX_OK) {
+        json = json_loadb((char *) data.data, data.len, 0, NULL);
+        if (json == NULL) {
             continue;
         }
 
-        colon = ngx_strlchr(p, eol, ':');
+        msg = ngx_astralform_mcp_match(op, json);
+        json_decref(json);
 
-        field.data = p;
-        field.len = (colon ? colon : eol) - p;
-
-        value = colon ? colon + 1 : eol;
-        if (value < eol && *value == ' ') {
-            value++;
-        }
-
-        if (ngx_astralform_str_is(&field, "data")) {
-            d = ngx_cpymem(d, value, eol - value);
-            *d++ = LF;
-
-        } else if (ngx_astralform_str_is(&field, "event")) {
-            other = !(eol - value == sizeof("message") - 1
-                      && ngx_strncmp(value, "message",
-                                     sizeof("message") - 1) == 0);
-        }
-
-        /* comments (":..."), "id", "retry" and unknown fields: ignored */
-
-        p = eol;
-
-        if (p < last) {
-            p += (p[0] == CR && p + 1 < last && p[1] == LF) ? 2 : 1;
+        if (msg != NULL) {
+            return msg;
         }
     }
+
+    return NULL;
 }
 
 
