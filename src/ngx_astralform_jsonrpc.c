@@ -91,7 +91,6 @@ ngx_astralform_jsonrpc_parse(json_t *json, ngx_astralform_jsonrpc_t *rpc)
     if (id == NULL || (rpc->result == NULL) == (rpc->error == NULL)
         || (json_is_null(id) && rpc->error == NULL))
     {
-        rpc->id = NULL;
         rpc->result = NULL;
         rpc->error = NULL;
         rpc->invalid = "neither a request (no method) nor a response (an "

@@ -4,7 +4,8 @@
 # finalized request (and so its pool, and the provider call in it) while
 # the connection lingers or the answer waits for a slow reader;
 # "lingering_close always" and a client that keeps its socket open make
-# that window certain here.
+# that window certain here. Then the messages the shared JSON-RPC check
+# refuses.
 
 use strict;
 use warnings;
@@ -128,6 +129,31 @@ ok(index($log, $wkey) < 0, 'the key is not in the log');
 # the worker is alive and the session still serves
 ($s, undef, $d) = rpc({ jsonrpc => '2.0', id => 4, method => 'ping' }, $sid);
 is($s, 200, 'the worker still serves');
+
+# --- messages JSON-RPC 2.0 does not allow (ngx_astralform_jsonrpc.c) -------
+
+for my $bad (
+    [ { jsonrpc => '2.0' }, 'neither a request nor a response' ],
+    [ { jsonrpc => '2.0', id => 5, method => 'ping', params => 5 },
+      'params neither object nor array' ],
+    [ { jsonrpc => '2.0', id => 6, result => {}, error => { code => 1, message => 'x' } },
+      'a result and an error' ],
+    [ { jsonrpc => '2.0', id => 7, error => { code => 'x' } },
+      'an error without an integer code' ],
+    [ { jsonrpc => '2.0', id => 1.5, method => 'ping' }, 'a real id' ])
+{
+    my ($m, $why) = @$bad;
+    ($s, undef, $d) = rpc($m, $sid);
+    is($s, 400, "$why: 400");
+    is($d->{error}{code}, -32600, "$why: -32600");
+    is_deeply($d->{id}, ref $m->{id} || !defined $m->{id} || $m->{id} =~ /\./
+                        ? undef : $m->{id}, "$why: the id if usable");
+}
+
+($s, undef, $d) = rpc({ jsonrpc => '2.0', id => 8, method => 'ping', params => [] }, $sid);
+is($s, 200, 'params as an array: fine');
+($s) = rpc({ jsonrpc => '2.0', id => 9, error => { code => -1, message => 'm' } }, $sid);
+is($s, 202, 'an error response: 202');
 
 stop_nginx();
 wipe();
