@@ -120,6 +120,18 @@ static const char  ngx_astralform_unlock_lua[] =
     "return 1";
 
 
+/*
+ * SET NX the lock unless a holder has just failed: a waiter that found
+ * no failure mark may otherwise take the lock the failed holder has just
+ * let go of, and ask the provider again (0: failed, nil: held)
+ */
+static const char  ngx_astralform_lock_lua[] =
+    "if redis.call('EXISTS', KEYS[2]) == 1 then "
+    "  return 0 "
+    "end "
+    "return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])";
+
+
 /* PEXPIRE only if the caller still owns the lock */
 static const char  ngx_astralform_renew_lua[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -268,20 +280,22 @@ static void
 ngx_astralform_refresh_lock(ngx_astralform_refresh_t *rf)
 {
     u_char     lease[NGX_INT_T_LEN];
-    ngx_str_t  argv[6];
+    ngx_str_t  argv[7];
 
-    ngx_str_set(&argv[0], "SET");
-    argv[1] = rf->lock;
-    argv[2] = rf->owner;
-    ngx_str_set(&argv[3], "NX");
-    ngx_str_set(&argv[4], "PX");
-    argv[5].data = lease;
-    argv[5].len = ngx_sprintf(lease, "%M",
+    ngx_str_set(&argv[0], "EVAL");
+    argv[1].data = (u_char *) ngx_astralform_lock_lua;
+    argv[1].len = sizeof(ngx_astralform_lock_lua) - 1;
+    ngx_str_set(&argv[2], "2");
+    argv[3] = rf->lock;
+    argv[4] = rf->failed;
+    argv[5] = rf->owner;
+    argv[6].data = lease;
+    argv[6].len = ngx_sprintf(lease, "%M",
                               (ngx_msec_t) NGX_ASTRALFORM_OAUTH_LEASE)
                   - lease;
 
     if (ngx_astralform_redis_send(rf->pool, rf->pool->log,
-                                  ngx_astralform_refresh_locked, rf, 6, argv)
+                                  ngx_astralform_refresh_locked, rf, 7, argv)
         == NULL)
     {
         ngx_astralform_refresh_finish(rf, NGX_ERROR, NULL);
@@ -294,7 +308,10 @@ ngx_astralform_refresh_locked(redisReply *reply, void *data)
 {
     ngx_astralform_refresh_t *rf = data;
 
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+    /* an integer: a holder has just failed, no use asking again now */
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR
+        || reply->type == REDIS_REPLY_INTEGER)
+    {
         ngx_astralform_refresh_finish(rf, NGX_ERROR, NULL);
         return;
     }
