@@ -79,7 +79,6 @@ static fz_event_t *fz_event(fz_ev_kind_e kind, fz_bind_t *bind);
 static fz_event_t *fz_call(ngx_pool_t *pool, fz_call_pt call);
 static void fz_req_free(fz_req_t *req);
 static void fz_ctx_cleanup(void *data);
-static fz_req_t *fz_req_of(ngx_astralform_ctx_t *ctx);
 static void fz_redis_run(fz_event_t *ev);
 static redisReply *fz_redis_default(ngx_uint_t argc, ngx_str_t *argv);
 static void fz_http_check(ngx_astralform_http_req_t *hr);
@@ -322,6 +321,11 @@ fz_log_hook(ngx_uint_t level, u_char *msg, size_t len)
     }
 
     fz_check_secret("a log line", msg, len);
+
+    /* the module's word for a request answered or finalized twice */
+    if (level == NGX_LOG_ALERT) {
+        fz_fail("an alert in the log: %.*s", (int) len, msg);
+    }
 }
 
 
@@ -392,6 +396,15 @@ fz_req(ngx_uint_t method, const char *path, ngx_astralform_key_role_e role,
     r->main = r;
     r->count = 1;
     r->method = method;
+
+    /* what ngx_astralform_header() reads, what the answers add to */
+    if (ngx_list_init(&r->headers_in.headers, pool, 4,
+                      sizeof(ngx_table_elt_t)) != NGX_OK
+        || ngx_list_init(&r->headers_out.headers, pool, 4,
+                         sizeof(ngx_table_elt_t)) != NGX_OK)
+    {
+        fz_fail("out of memory");
+    }
 
     switch (method) {
     case NGX_HTTP_GET:
@@ -522,39 +535,95 @@ fz_req_free(fz_req_t *req)
 }
 
 
-static fz_req_t *
-fz_req_of(ngx_astralform_ctx_t *ctx)
+/*
+ * nginx's HTTP core, as the module's answers (ngx_astralform_answer.c)
+ * reach it: the header, the body (one JSON object), the finalization.
+ * The oracles sit here, under the module's real answer functions.
+ */
+
+ngx_int_t
+ngx_http_discard_request_body(ngx_http_request_t *r)
 {
-    return ctx->request->connection->data;
+    return NGX_OK;
 }
 
 
-/* the answer functions of ngx_astralform_api.c */
-
 ngx_int_t
-ngx_astralform_send_json(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
-    json_t *json)
+ngx_http_send_header(ngx_http_request_t *r)
 {
-    char      *text;
-    json_t    *err, *msg;
     fz_req_t  *req;
 
-    req = fz_req_of(ctx);
-
-    if (json == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    req = r->connection->data;
 
     if (req->finished) {
         fz_fail("an answer after the request was finalized");
     }
 
-    if (req->answer != NULL) {
-        fz_fail("a second answer for one request: %u after %s",
-                (unsigned) status, req->answer);
+    if (r->header_sent) {
+        fz_fail("a second answer for one request: %u after %u",
+                (unsigned) r->headers_out.status, (unsigned) req->status);
     }
 
-    if (status >= 400) {
+    r->header_sent = 1;
+    req->status = r->headers_out.status;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_output_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    char         *text;
+    size_t        len;
+    json_t       *json, *err, *msg;
+    fz_req_t     *req;
+    ngx_chain_t  *cl;
+
+    req = r->connection->data;
+
+    if (!r->header_sent || req->answer != NULL) {
+        fz_fail("an answer body without its header, or a second one");
+    }
+
+    len = 0;
+    for (cl = in; cl; cl = cl->next) {
+        len += cl->buf->last - cl->buf->pos;
+    }
+
+    text = malloc(len + 1);
+    if (text == NULL) {
+        fz_fail("out of memory");
+    }
+
+    len = 0;
+    for (cl = in; cl; cl = cl->next) {
+        memcpy(text + len, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        len += cl->buf->last - cl->buf->pos;
+    }
+
+    if (len == 0 || text[len - 1] != '\n') {
+        fz_fail("an answer that does not end with a newline");
+    }
+
+    text[--len] = '\0';
+    req->answer = text;
+
+    fz_check_secret("an answer", text, len);
+
+    if (fz_verbose) {
+        fprintf(stderr, "answer %u: %s\n", (unsigned) req->status, text);
+    }
+
+    /* a provider's raw bytes spliced in must leave one JSON object
+     * ("\u0000" is JSON: an answer may quote such bytes) */
+    json = json_loadb(text, len, JSON_ALLOW_NUL, NULL);
+    if (!json_is_object(json)) {
+        fz_fail("an answer that is not one JSON object: %.*s",
+                (int) ngx_min(len, 300), text);
+    }
+
+    if (req->status >= 400) {
         err = json_object_get(json, "error");
         msg = json_object_get(json, "message");
 
@@ -562,145 +631,22 @@ ngx_astralform_send_json(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
             && !fz_known("error-shape"))
         {
             fz_fail("an error answer (%u) without \"error\" and "
-                    "\"message\"", (unsigned) status);
+                    "\"message\"", (unsigned) req->status);
         }
     }
 
-    text = json_dumps(json, JSON_COMPACT|JSON_REAL_PRECISION(15));
     json_decref(json);
-
-    if (text == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    fz_check_secret("an answer", text, strlen(text));
-
-    if (fz_verbose) {
-        fprintf(stderr, "answer %u: %s\n", (unsigned) status, text);
-    }
-
-    req->answer = text;
-    req->status = status;
 
     return NGX_OK;
 }
 
 
-/*
- * The real one splices raw (a provider's answer) into head's text
- * unchanged; its precondition is checked here: raw is one whole JSON
- * value, so the answer stays JSON and raw cannot add members of its own.
- */
-ngx_int_t
-ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
-    json_t *head, const char *member, ngx_str_t *raw)
-{
-    json_t  *v;
-
-    if (raw == NULL || head == NULL) {
-        return ngx_astralform_send_json(ctx, status, head);
-    }
-
-    if (json_object_get(head, member) != NULL) {
-        fz_fail("a raw member \"%s\" the head already has", member);
-    }
-
-    v = json_loadb((char *) raw->data, raw->len, JSON_DECODE_ANY, NULL);
-    if (v == NULL) {
-        fz_fail("raw bytes spliced into an answer are not one JSON value: "
-                "%.*s", (int) ngx_min(raw->len, 200), raw->data);
-    }
-
-    json_object_set_new(head, member, v);
-
-    return ngx_astralform_send_json(ctx, status, head);
-}
-
-
-/*
- * As ngx_astralform_api.c's (kept in step by hand: that file needs the HTTP
- * core), bytes of a message that is not UTF-8 masked with "?".
- */
-json_t *
-ngx_astralform_error_json(ngx_astralform_ctx_t *ctx, const char *code,
-    const char *fmt, va_list args)
-{
-    u_char   msg[512], *last, *p;
-    json_t  *json, *text;
-
-    last = ngx_vslprintf(msg, msg + sizeof(msg) - 1, fmt, args);
-    *last = '\0';
-
-    ctx->error.data = (u_char *) code;
-    ctx->error.len = ngx_strlen(code);
-
-    json = json_object();
-    if (json == NULL) {
-        return NULL;
-    }
-
-    json_object_set_new(json, "error", json_string(code));
-
-    text = json_stringn((char *) msg, last - msg);
-
-    if (text == NULL) {
-        for (p = msg; p < last; p++) {
-            if (*p >= 0x80 || *p < 0x20) {
-                *p = '?';
-            }
-        }
-
-        text = json_stringn((char *) msg, last - msg);
-    }
-
-    json_object_set_new(json, "message", text);
-
-    return json;
-}
-
-
-ngx_int_t
-ngx_astralform_send_error(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
-    const char *code, const char *fmt, ...)
-{
-    json_t   *json;
-    va_list   args;
-
-    va_start(args, fmt);
-    json = ngx_astralform_error_json(ctx, code, fmt, args);
-    va_end(args);
-
-    return ngx_astralform_send_json(ctx, status, json);
-}
-
-
-ngx_int_t
-ngx_astralform_send_error_with(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
-    json_t *extra, const char *code, const char *fmt, ...)
-{
-    json_t   *json;
-    va_list   args;
-
-    va_start(args, fmt);
-    json = ngx_astralform_error_json(ctx, code, fmt, args);
-    va_end(args);
-
-    if (json != NULL && extra != NULL) {
-        json_object_update(json, extra);
-    }
-
-    json_decref(extra);
-
-    return ngx_astralform_send_json(ctx, status, json);
-}
-
-
 void
-ngx_astralform_finish(ngx_astralform_ctx_t *ctx, ngx_int_t rc)
+ngx_http_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
 {
     fz_req_t  *req;
 
-    req = fz_req_of(ctx);
+    req = r->connection->data;
 
     if (req->finished) {
         fz_fail("a request finalized twice (rc %ld, then %ld)",
@@ -736,53 +682,6 @@ ngx_astralform_finish(ngx_astralform_ctx_t *ctx, ngx_int_t rc)
     if (!req->in_handler || req->body_read) {
         fz_req_free(req);
     }
-}
-
-
-void
-ngx_astralform_store_unavailable(ngx_astralform_ctx_t *ctx)
-{
-    ngx_astralform_finish(ctx,
-        ngx_astralform_send_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                  "store_unavailable",
-                                  "the token store is unavailable, "
-                                  "try again shortly"));
-}
-
-
-/*
- * ngx_astralform_api.c's identity rule (1 to 128 of
- * A-Z a-z 0-9 _ - . @ :), restated here because that file needs nginx's
- * HTTP core: keep in step, or move the function out of the API file.
- */
-ngx_uint_t
-ngx_astralform_valid_identity(ngx_str_t *id)
-{
-    u_char      c;
-    ngx_uint_t  i;
-
-    if (id->len == 0 || id->len > 128) {
-        return 0;
-    }
-
-    for (i = 0; i < id->len; i++) {
-        c = id->data[i];
-
-        if (!isalnum(c) && strchr("_-.@:", c) == NULL) {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-ngx_int_t
-ngx_astralform_admin_required(ngx_astralform_ctx_t *ctx)
-{
-    return ngx_astralform_send_error(ctx, NGX_HTTP_FORBIDDEN,
-                                     "admin_required",
-                                     "this needs the project's admin key");
 }
 
 

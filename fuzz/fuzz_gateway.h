@@ -3,10 +3,12 @@
  * harnesses that drive the module through its public entry points
  * (request handlers, ngx_astralform_load_project(), token and MCP calls).
  *
- * The module files are linked unchanged; fuzz_gateway.c stands in for
+ * The module files are linked unchanged, the answer functions
+ * (ngx_astralform_answer.c) included; fuzz_gateway.c stands in for
  *
- *   - ngx_astralform_api.c's answer functions (send_json, send_error...,
- *     finish): the answer is recorded and checked;
+ *   - nginx's HTTP core under them (ngx_http_send_header,
+ *     ngx_http_output_filter, ngx_http_finalize_request): the answer is
+ *     recorded and checked;
  *   - ngx_astralform_redis_send(): the command is queued; its reply comes
  *     later from the event loop, from a policy (canned, or fuzzer bytes
  *     through hiredis's reader);
@@ -23,8 +25,9 @@
  * caught by AddressSanitizer.
  *
  * Oracles (each a crash with a message): a request finalized twice or
- * never, an answer sent twice, an error answer without "error" and
- * "message", a secret of the test world (any "-CANARY-" string) in a log
+ * never, an answer sent twice (or the module's alert that it dropped
+ * one), an answer that is not one JSON object, an error answer without
+ * "error" and "message", a secret of the test world (any "-CANARY-" string) in a log
  * line or an answer when the input did not hold it, a credential sent to
  * a host other than its connector's, a header with CR, LF or NUL, an
  * unbounded number of outbound operations for one input.
@@ -37,7 +40,7 @@
 #include "ngx_astralform.h"
 #include "ngx_astralform_tokens.h"
 #include "ngx_astralform_oauth.h"
-#include "ngx_astralform_mcp.h"
+#include "ngx_astralform_mcp_client.h"
 #include "fuzz_util.h"
 #include "ngx_shim.h"
 

@@ -1,11 +1,13 @@
 /*
  * MCP streamable-HTTP answers (application/json and text/event-stream)
- * through the remote MCP client of src/ngx_astralform_mcp.c: the public
- * ngx_astralform_mcp_call_tool() (by a tools/call of a remote_mcp tool)
- * and ngx_astralform_mcp_list_tools() (by the tool list), which reach the
- * static mcp_handler, mcp_response, mcp_sse (the SSE parser), mcp_match,
- * initialize_result, request_result, session_lost, failure_json, echo and
- * the per-worker session cache.
+ * through the remote MCP client (src/ngx_astralform_mcp_client.c): the
+ * public ngx_astralform_mcp_call_tool() (by a tools/call of a remote_mcp
+ * tool) and ngx_astralform_mcp_list_tools() (by the tool list), which
+ * reach the static mcp_handler, mcp_response, mcp_sse (with the event
+ * stream reader of src/ngx_astralform_sse.c and the message check of
+ * src/ngx_astralform_jsonrpc.c), mcp_match, initialize_result,
+ * request_result, session_lost, failure_json, echo and the per-worker
+ * session cache.
  *
  * Input, sections separated by "\n%%\n":
  *

@@ -630,6 +630,45 @@ def origin_seeds():
     c.add('origin-query', 'https://a.example?' + SEP + 'https://a.example?/x')
 
 
+def jsonrpc_seeds():
+    c = Corpus('jsonrpc')
+    j = lambda o: json.dumps(o, separators=(',', ':'))
+    init = {'jsonrpc': '2.0', 'id': 1, 'method': 'initialize',
+            'params': {'protocolVersion': '2025-11-25', 'capabilities': {},
+                       'clientInfo': {'name': 'c', 'version': '1'}}}
+    c.add('initialize', j(init))
+    c.add('call', j({'jsonrpc': '2.0', 'id': 'a-1', 'method': 'tools/call',
+                     'params': {'name': 'github_list_repos',
+                                'arguments': {'q': 'x'}}}))
+    c.add('ping-array-params', j({'jsonrpc': '2.0', 'id': 0,
+                                  'method': 'ping', 'params': []}))
+    c.add('notification', j({'jsonrpc': '2.0',
+                             'method': 'notifications/initialized'}))
+    c.add('cancelled', j({'jsonrpc': '2.0', 'method': 'notifications/cancelled',
+                          'params': {'requestId': 7, 'reason': 'r'}}))
+    c.add('result', j({'jsonrpc': '2.0', 'id': 99, 'result': {}}))
+    c.add('error', j({'jsonrpc': '2.0', 'id': 3,
+                      'error': {'code': -32601, 'message': 'no',
+                                'data': {'x': 1}}}))
+    c.add('error-null-id', j({'jsonrpc': '2.0', 'id': None,
+                              'error': {'code': -32700, 'message': 'p'}}))
+    c.add('batch', j([init, {'jsonrpc': '2.0', 'id': 2, 'result': {}}]))
+    c.add('bad-version', j({'jsonrpc': '1.0', 'id': 1, 'method': 'ping'}))
+    c.add('bad-id-real', '{"jsonrpc":"2.0","id":1.5,"method":"ping"}')
+    c.add('bad-id-null-request', '{"jsonrpc":"2.0","id":null,"method":"x"}')
+    c.add('bad-method', '{"jsonrpc":"2.0","id":1,"method":5}')
+    c.add('bad-params', '{"jsonrpc":"2.0","id":1,"method":"m","params":"s"}')
+    c.add('bad-both', '{"jsonrpc":"2.0","id":1,"result":1,"error":{}}')
+    c.add('bad-no-id', '{"jsonrpc":"2.0","result":{}}')
+    c.add('bad-error', '{"jsonrpc":"2.0","id":1,"error":{"code":"x"}}')
+    c.add('empty', '{"jsonrpc":"2.0"}')
+    c.add('version', '"2025-06-18"')
+    c.add('unicode', j({'jsonrpc': '2.0', 'id': '\u00e9\u4e2d',
+                        'method': '\u00e9' * 300}))
+    c.add('not-json', b'{"jsonrpc":"2.0","method":"\xc3\x28')
+    c.add('dup', '{"jsonrpc":"2.0","id":1,"id":2,"method":"m"}')
+
+
 def main():
     schema_seeds()
     open_seeds()
@@ -640,6 +679,7 @@ def main():
     redis_seeds()
     token_seeds()
     origin_seeds()
+    jsonrpc_seeds()
     for d in sorted(os.listdir(OUT)):
         print('%-9s %3d seeds' % (d, len(os.listdir(os.path.join(OUT, d)))))
 

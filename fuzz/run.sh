@@ -27,7 +27,8 @@ fi
 # per harness: the longest input worth trying
 declare -A MAX_LEN=([catalog]=16384 [sse]=16384 [provider]=16384
                     [redis]=8192 [body]=8192 [schema]=4096 [open]=4096
-                    [token]=8192 [origin]=2048 [scrub]=4096)
+                    [token]=8192 [origin]=2048 [scrub]=4096 [jsonrpc]=8192
+                    [record]=2048 [json_check]=8192)
 
 status=0
 

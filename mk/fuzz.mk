@@ -8,8 +8,7 @@
 #   make fuzz FUZZ_SECONDS=0                  seeds only (a regression run)
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= schema open body catalog provider sse redis token origin \
-                scrub
+FUZZ_TARGETS ?= $(FUZZ_ALL)
 FUZZ_CC      ?= clang
 FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_OBJ     := $(FUZZ_DIR)/obj
@@ -26,11 +25,14 @@ FUZZ_LIBS    := -ljansson -lhiredis -lcrypto -lpcre2-8 -lcurl
 FUZZ_HDRS    := $(wildcard src/*.h fuzz/*.h) mk/fuzz.mk
 
 FUZZ_BASE    := ngx_shim fuzz_util
-FUZZ_GATEWAY := $(FUZZ_BASE) fuzz_gateway ngx_astralform_catalog ngx_astralform_scrub \
+FUZZ_GATEWAY := $(FUZZ_BASE) fuzz_gateway ngx_astralform_answer \
+                ngx_astralform_identity ngx_astralform_catalog ngx_astralform_scrub \
                 ngx_astralform_crypto ngx_astralform_store \
                 ngx_astralform_tokens ngx_astralform_tools \
-                ngx_astralform_connectors ngx_astralform_mcp \
-                ngx_astralform_schema ngx_astralform_quota
+                ngx_astralform_connectors ngx_astralform_mcp_client \
+                ngx_astralform_jsonrpc ngx_astralform_sse \
+                ngx_astralform_schema ngx_astralform_quota \
+                ngx_astralform_record ngx_astralform_json_check
 
 FUZZ_LINK_schema   := $(FUZZ_BASE) ngx_astralform_schema
 FUZZ_LINK_open     := $(FUZZ_BASE) ngx_astralform_crypto
@@ -42,6 +44,9 @@ FUZZ_LINK_redis    := $(FUZZ_GATEWAY)
 FUZZ_LINK_token    := $(FUZZ_GATEWAY) ngx_astralform_oauth_token \
                       ngx_astralform_oauth_util
 FUZZ_LINK_origin   := $(FUZZ_BASE) ngx_astralform_catalog
+FUZZ_LINK_jsonrpc  := $(FUZZ_BASE) ngx_astralform_jsonrpc
+FUZZ_LINK_record   := $(FUZZ_BASE) ngx_astralform_record
+FUZZ_LINK_json_check := $(FUZZ_BASE) ngx_astralform_json_check
 FUZZ_LINK_scrub    := $(FUZZ_GATEWAY) ngx_astralform_oauth_token \
                       ngx_astralform_oauth_util
 
@@ -61,7 +66,8 @@ $(FUZZ_OBJ)/%.o: fuzz/%.c $(FUZZ_HDRS) $(NGX_BUILD)/objs/Makefile
 	@mkdir -p $(FUZZ_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_DEFS) $(FUZZ_INCS) -c $< -o $@
 
-FUZZ_ALL := schema open body catalog provider sse redis token origin scrub
+FUZZ_ALL := schema open body catalog provider sse redis token origin scrub \
+            jsonrpc record json_check
 
 define FUZZ_RULE
 $(FUZZ_DIR)/fuzz_$(1): $(FUZZ_OBJ)/fuzz_$(1).o \

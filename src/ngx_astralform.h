@@ -145,6 +145,10 @@ struct ngx_astralform_ctx_s {
     ngx_astralform_answer_pt      answer;          /* another door's */
     void                         *door;            /* that door's state */
     unsigned                      any_body:1;
+    unsigned                      finalized:1;     /* ngx_astralform_finish()
+                                                      ran */
+    unsigned                      cancelled:1;     /* answered while its work
+                                                      ran (MCP cancel) */
 };
 
 
@@ -207,6 +211,8 @@ json_t *ngx_astralform_connector_tools(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn);
 void ngx_astralform_connector_reseal(ngx_astralform_ctx_t *ctx,
     ngx_astralform_connector_t *conn);
+/* the longest end user or agent id */
+#define NGX_ASTRALFORM_MAX_IDENTITY  128
 ngx_uint_t ngx_astralform_valid_identity(ngx_str_t *id);
 /* work that outlives its request: a pool of its own, the same steps */
 ngx_astralform_ctx_t *ngx_astralform_ctx_detached(ngx_pool_t *pool,

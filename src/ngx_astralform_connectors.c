@@ -8,7 +8,7 @@
 
 
 #include "ngx_astralform.h"
-#include "ngx_astralform_mcp.h"
+#include "ngx_astralform_mcp_client.h"
 #include "ngx_astralform_revocations.h"
 
 

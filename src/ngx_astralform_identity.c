@@ -135,3 +135,59 @@ ngx_astralform_request_agent(ngx_astralform_ctx_t *ctx)
 
     return NGX_OK;
 }
+
+
+/* an end user or agent id: 1 to 128 of A-Z a-z 0-9 _ - . @ : */
+ngx_uint_t
+ngx_astralform_valid_identity(ngx_str_t *id)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (id->len == 0 || id->len > NGX_ASTRALFORM_MAX_IDENTITY) {
+        return 0;
+    }
+
+    for (i = 0; i < id->len; i++) {
+        c = id->data[i];
+
+        if (!(isalnum(c) || c == '_' || c == '-' || c == '.' || c == '@'
+              || c == ':'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+ngx_str_t *
+ngx_astralform_header(ngx_http_request_t *r, ngx_str_t *name)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == name->len
+            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
+        {
+            return &h[i].value;
+        }
+    }
+}

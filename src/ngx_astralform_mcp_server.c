@@ -17,7 +17,9 @@
  * cancels: it leaves {P}:mcp:<id>:cancel:<request id> in Redis, and a
  * running call looks for it every NGX_ASTRALFORM_MCP_CANCEL_POLL ms; a
  * cancelled call is answered at once, which frees the request and so
- * aborts its provider request (pool cleanups).
+ * aborts its provider request (pool cleanups). When nginx keeps the
+ * finalized request a while (a lingering close, a slow reader), what the
+ * provider call answers later is dropped (ngx_astralform_finish()).
  */
 
 
@@ -25,8 +27,6 @@
 #include "ngx_astralform_mcp_server.h"
 
 
-#define NGX_ASTRALFORM_MCP_LATEST       "2025-11-25"
-#define NGX_ASTRALFORM_MCP_DEFAULT      "2025-03-26"
 #define NGX_ASTRALFORM_MCP_CANCEL_POLL  250
 #define NGX_ASTRALFORM_MCP_ID_MAX       64
 
@@ -59,22 +59,16 @@ static ngx_int_t ngx_astralform_mcp_header(ngx_http_request_t *r,
 static void ngx_astralform_mcp_cleanup(void *data);
 
 
-static ngx_str_t  ngx_astralform_mcp_versions[] = {
-    ngx_string("2025-11-25"),
-    ngx_string("2025-06-18"),
-    ngx_string("2025-03-26"),
-    ngx_null_string
-};
-
-
 ngx_int_t
 ngx_astralform_mcp_serve(ngx_astralform_ctx_t *ctx,
     ngx_astralform_mcp_server_t *server)
 {
-    json_t                *msg, *method;
-    ngx_http_request_t    *r;
-    ngx_pool_cleanup_t    *cln;
-    ngx_astralform_mcp_t  *mcp;
+    json_t                    *msg;
+    u_char                     text[128], *last;
+    ngx_http_request_t        *r;
+    ngx_pool_cleanup_t        *cln;
+    ngx_astralform_mcp_t      *mcp;
+    ngx_astralform_jsonrpc_t   rpc;
 
     r = ctx->request;
 
@@ -138,35 +132,20 @@ ngx_astralform_mcp_serve(ngx_astralform_ctx_t *ctx,
                    "send one message per POST");
     }
 
-    if (!json_is_object(msg)
-        || ngx_strcmp(ngx_astralform_json_value(msg, "jsonrpc") ?: "",
-                      "2.0") != 0)
-    {
+    if (ngx_astralform_jsonrpc_parse(msg, &rpc) != NGX_OK) {
+        mcp->id = rpc.id;
+        last = ngx_snprintf(text, sizeof(text) - 1, "Invalid Request: %s",
+                            rpc.invalid);
+        *last = '\0';
+
         return ngx_astralform_mcp_fail(mcp, NGX_HTTP_BAD_REQUEST,
-                   NGX_ASTRALFORM_JSONRPC_INVALID_REQUEST,
-                   "Invalid Request: not a JSON-RPC 2.0 message");
+                   NGX_ASTRALFORM_JSONRPC_INVALID_REQUEST, (char *) text);
     }
 
-    mcp->id = json_object_get(msg, "id");
-    method = json_object_get(msg, "method");
+    mcp->id = rpc.id;
 
-    if (mcp->id != NULL && !json_is_string(mcp->id)
-        && !json_is_integer(mcp->id))
-    {
-        mcp->id = NULL;
-        return ngx_astralform_mcp_fail(mcp, NGX_HTTP_BAD_REQUEST,
-                   NGX_ASTRALFORM_JSONRPC_INVALID_REQUEST,
-                   "Invalid Request: the id must be a string or an integer");
-    }
-
-    if (method != NULL && !json_is_string(method)) {
-        return ngx_astralform_mcp_fail(mcp, NGX_HTTP_BAD_REQUEST,
-                   NGX_ASTRALFORM_JSONRPC_INVALID_REQUEST,
-                   "Invalid Request: the method must be a string");
-    }
-
-    if (method != NULL && mcp->id != NULL
-        && ngx_strcmp(json_string_value(method), "initialize") == 0)
+    if (rpc.kind == NGX_ASTRALFORM_JSONRPC_REQUEST
+        && ngx_strcmp(rpc.method, "initialize") == 0)
     {
         return ngx_astralform_mcp_initialize(mcp);
     }
@@ -260,17 +239,9 @@ ngx_astralform_mcp_session_header(ngx_astralform_mcp_t *mcp)
 static ngx_int_t
 ngx_astralform_mcp_version_ok(ngx_str_t *v)
 {
-    ngx_str_t  *known;
-
-    for (known = ngx_astralform_mcp_versions; known->len; known++) {
-        if (known->len == v->len
-            && ngx_strncmp(known->data, v->data, v->len) == 0)
-        {
-            return NGX_OK;
-        }
-    }
-
-    return NGX_DECLINED;
+    return ngx_astralform_mcp_version(ngx_astralform_mcp_server_versions,
+                                      v->data, v->len)
+           ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -353,7 +324,7 @@ ngx_astralform_mcp_initialize(ngx_astralform_mcp_t *mcp)
 
     /* an unknown version gets ours: the client decides whether it copes */
     if (ngx_astralform_mcp_version_ok(&version) != NGX_OK) {
-        ngx_str_set(&version, NGX_ASTRALFORM_MCP_LATEST);
+        version = ngx_astralform_mcp_server_versions[0];
     }
 
     if (ngx_astralform_random_token(r->pool, &id, 32) != NGX_OK
@@ -723,6 +694,7 @@ ngx_astralform_mcp_cancel_reply(redisReply *reply, void *data)
 
     /* answering frees the request: its provider request is aborted */
     ctx->answer = NULL;
+    ctx->cancelled = 1;
 
     ngx_astralform_finish(ctx,
         ngx_astralform_mcp_error(mcp, NGX_ASTRALFORM_JSONRPC_CANCELLED, NULL,
@@ -740,7 +712,7 @@ ngx_astralform_mcp_id_text(ngx_astralform_mcp_t *mcp, json_t *id,
 {
     char  *text;
 
-    if (!json_is_string(id) && !json_is_integer(id)) {
+    if (!ngx_astralform_jsonrpc_valid_id(id)) {
         return NGX_ERROR;
     }
 
@@ -775,10 +747,8 @@ ngx_astralform_mcp_result(ngx_astralform_mcp_t *mcp, json_t *result)
     }
 
     return ngx_astralform_mcp_send(mcp, NGX_HTTP_OK,
-                                   json_pack("{s:s, s:O, s:o}",
-                                             "jsonrpc", "2.0",
-                                             "id", mcp->id,
-                                             "result", result));
+                                   ngx_astralform_jsonrpc_result(mcp->id,
+                                                                 result));
 }
 
 
@@ -787,32 +757,15 @@ ngx_astralform_mcp_error(ngx_astralform_mcp_t *mcp, ngx_int_t code,
     json_t *data, const char *fmt, ...)
 {
     u_char   msg[512], *last;
-    json_t  *error;
     va_list  args;
 
     va_start(args, fmt);
     last = ngx_vslprintf(msg, msg + sizeof(msg), fmt, args);
     va_end(args);
 
-    error = json_pack("{s:I, s:s%}", "code", (json_int_t) code,
-                      "message", msg, (size_t) (last - msg));
-
-    if (error != NULL && data != NULL) {
-        json_object_set(error, "data", data);
-    }
-
-    json_decref(data);
-
-    if (error == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     return ngx_astralform_mcp_send(mcp, NGX_HTTP_OK,
-                                   json_pack("{s:s, s:O, s:o}",
-                                             "jsonrpc", "2.0",
-                                             "id", mcp->id ? mcp->id
-                                                           : json_null(),
-                                             "error", error));
+               ngx_astralform_jsonrpc_error(mcp->id, code, msg, last - msg,
+                                            data));
 }
 
 
@@ -825,11 +778,8 @@ ngx_astralform_mcp_fail(ngx_astralform_mcp_t *mcp, ngx_uint_t status,
     mcp->ctx->error.len = sizeof("mcp_transport") - 1;
 
     return ngx_astralform_mcp_send(mcp, status,
-               json_pack("{s:s, s:O, s:{s:I, s:s}}",
-                         "jsonrpc", "2.0",
-                         "id", mcp->id ? mcp->id : json_null(),
-                         "error", "code", (json_int_t) code,
-                         "message", message));
+               ngx_astralform_jsonrpc_error(mcp->id, code, (u_char *) message,
+                                            ngx_strlen(message), NULL));
 }
 
 

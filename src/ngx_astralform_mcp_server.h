@@ -3,7 +3,7 @@
  * sessions (ngx_astralform_mcp_server.c), and the two servers on it, the
  * agents' (ngx_astralform_mcp_agent.c) and the admins'
  * (ngx_astralform_mcp_admin.c). The gateway as an MCP client of remote
- * servers is ngx_astralform_mcp.c, apart.
+ * servers is ngx_astralform_mcp_client.c, apart.
  */
 
 #ifndef _NGX_ASTRALFORM_MCP_SERVER_H_INCLUDED_
@@ -11,15 +11,8 @@
 
 
 #include "ngx_astralform.h"
+#include "ngx_astralform_jsonrpc.h"
 
-
-#define NGX_ASTRALFORM_JSONRPC_PARSE_ERROR      -32700
-#define NGX_ASTRALFORM_JSONRPC_INVALID_REQUEST  -32600
-#define NGX_ASTRALFORM_JSONRPC_NO_METHOD        -32601
-#define NGX_ASTRALFORM_JSONRPC_INVALID_PARAMS   -32602
-#define NGX_ASTRALFORM_JSONRPC_INTERNAL         -32603
-#define NGX_ASTRALFORM_JSONRPC_CANCELLED        -32800
-#define NGX_ASTRALFORM_MCP_URL_ELICITATION      -32042
 
 
 typedef struct ngx_astralform_mcp_s  ngx_astralform_mcp_t;

@@ -435,7 +435,7 @@ ngx_astralform_record_put_string(u_char *p, const char *s, size_t len)
         case '\n': *p++ = 'n';  break;
         case '\r': *p++ = 'r';  break;
         case '\t': *p++ = 't';  break;
-        default:   p = ngx_sprintf(p, "u%04Xd", (ngx_uint_t) c);
+        default:   p = ngx_sprintf(p, "u%04Xd", (u_int) c);
         }
     }
 

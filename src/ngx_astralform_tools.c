@@ -10,7 +10,7 @@
 #include "ngx_astralform_tokens.h"
 #include "ngx_astralform_oauth.h"
 #include "ngx_astralform_schema.h"
-#include "ngx_astralform_mcp.h"
+#include "ngx_astralform_mcp_client.h"
 #include "ngx_astralform_scrub.h"
 #include "ngx_astralform_json_check.h"
 
