@@ -78,6 +78,7 @@ ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
     size_t               room;
     ngx_str_t            text;
     ngx_int_t            rc;
+    ngx_uint_t           level;
     ngx_buf_t           *b;
     ngx_chain_t          out;
     ngx_table_elt_t     *h;
@@ -87,6 +88,16 @@ ngx_astralform_send_json_raw(ngx_astralform_ctx_t *ctx, ngx_uint_t status,
 
     if (head == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->finalized) {
+        /* work that outlived the answer (ngx_astralform_finish()) */
+        level = ctx->cancelled ? NGX_LOG_INFO : NGX_LOG_ALERT;
+        ngx_log_error(level, r->connection->log, 0,
+                      "astralform: an answer after the request was "
+                      "finalized, dropped");
+        json_decref(head);
+        return NGX_ERROR;
     }
 
     ngx_astralform_discard_body(r, status);
