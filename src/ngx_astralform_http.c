@@ -143,6 +143,7 @@ static int ngx_astralform_http_timer(CURLM *multi, long timeout_ms,
 static void ngx_astralform_http_read_handler(ngx_event_t *ev);
 static void ngx_astralform_http_write_handler(ngx_event_t *ev);
 static void ngx_astralform_http_timer_handler(ngx_event_t *ev);
+static void ngx_astralform_http_expire_handler(ngx_event_t *ev);
 static void ngx_astralform_http_action(curl_socket_t s, int mask);
 static void ngx_astralform_http_collect(void);
 static void ngx_astralform_http_finish(ngx_astralform_http_req_t *hr,
@@ -333,6 +334,15 @@ ngx_astralform_http_run(ngx_astralform_http_req_t *hr)
 
     hr->running = 1;
     ngx_queue_insert_tail(&w->running, &hr->queue);
+
+    hr->expire.handler = ngx_astralform_http_expire_handler;
+    hr->expire.data = hr;
+    hr->expire.log = hr->log;
+    hr->expire.cancelable = 1;
+
+    ngx_add_timer(&hr->expire,
+                  (ngx_msec_int_t) (hr->deadline - ngx_current_msec) > 0
+                  ? hr->deadline - ngx_current_msec : 1);
 
     /* in-flight transfers hold a graceful shutdown, as proxied ones do */
 
@@ -1838,6 +1848,31 @@ ngx_astralform_http_finish(ngx_astralform_http_req_t *hr, CURLcode code)
 
 
 /*
+ * The request's deadline passed and curl has not ended it: libcurl 7.88
+ * starts its timer again when it retries a dead connection itself.
+ */
+
+static void
+ngx_astralform_http_expire_handler(ngx_event_t *ev)
+{
+    ngx_astralform_http_req_t  *hr;
+
+    hr = ev->data;
+
+    if (!hr->running) {
+        return;
+    }
+
+    ngx_snprintf((u_char *) hr->errbuf, CURL_ERROR_SIZE,
+                 "the request's %M ms timeout expired%Z",
+                 hr->timeout ? hr->timeout
+                             : ngx_astralform_http_worker.conf.timeout);
+
+    ngx_astralform_http_finish(hr, CURLE_OPERATION_TIMEDOUT);
+}
+
+
+/*
  * A provider may close a kept-alive connection just as a request goes out
  * on it (keepalive_timeout, keepalive_requests). libcurl 7.88 retries that
  * itself when the send fails while the request is written, or when the
@@ -2078,6 +2113,10 @@ ngx_astralform_http_release(ngx_astralform_http_req_t *hr)
     hr->running = 0;
     ngx_queue_remove(&hr->queue);
 
+    if (hr->expire.timer_set) {
+        ngx_del_timer(&hr->expire);
+    }
+
     if (--w->nrunning == 0) {
         w->timer.cancelable = 1;
     }
@@ -2118,6 +2157,10 @@ ngx_astralform_http_orphan(ngx_astralform_http_req_t *hr)
     hr->slist = NULL;
     hr->running = 0;
     ngx_queue_remove(&hr->queue);
+
+    if (hr->expire.timer_set) {
+        ngx_del_timer(&hr->expire);
+    }
 
     if (--w->nrunning == 0) {
         w->timer.cancelable = 1;

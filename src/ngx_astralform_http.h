@@ -66,6 +66,7 @@ struct ngx_astralform_http_req_s {
     char                        *errbuf;         /* CURL_ERROR_SIZE */
     ngx_queue_t                  queue;          /* in the worker's list */
     ngx_msec_t                   deadline;       /* of the first attempt */
+    ngx_event_t                  expire;         /* at the deadline */
     unsigned                     running:1;
     unsigned                     retried:1;      /* on a fresh connection */
     unsigned                     too_large:1;
@@ -94,7 +95,9 @@ struct ngx_astralform_http_req_s {
  * and libcurl did not retry it itself) is retried once on a fresh
  * connection, within the original timeout: GET, HEAD, PUT, DELETE, OPTIONS
  * and TRACE always, other methods only when nothing of the request had been
- * sent. done() sees only the last attempt.
+ * sent. done() sees only the last attempt. The timeout holds for the
+ * request as a whole, also over libcurl's own retries (which restart its
+ * timer).
  *
  * resp_body is decoded: curl offers gzip, br and zstd and undoes them, so
  * Content-Encoding and Content-Length in resp_headers describe the wire.
