@@ -97,6 +97,7 @@ my @retries = $log =~ /\[info\].*upstream request to "127\.0\.0\.1:$mock" failed
 ok(@retries >= 1, 'the gateway retried where libcurl gave up, logged at info')
     or diag(join "\n", grep { /astralform/ } split /\n/, $log);
 ok(@retries < $N, 'not every call needed the gateway retry (libcurl retries first)');
+diag(scalar(@retries) . " of $N calls retried by the gateway, the others by libcurl");
 unlike($log, qr/\[error\].*upstream request .* failed/,
        'no failed upstream request logged');
 
