@@ -1864,7 +1864,7 @@ ngx_astralform_http_expire_handler(ngx_event_t *ev)
     }
 
     ngx_snprintf((u_char *) hr->errbuf, CURL_ERROR_SIZE,
-                 "the request's %M ms timeout expired%Z",
+                 "Operation timed out after %M milliseconds%Z",
                  hr->timeout ? hr->timeout
                              : ngx_astralform_http_worker.conf.timeout);
 
