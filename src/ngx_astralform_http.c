@@ -112,6 +112,7 @@ static CURL *ngx_astralform_http_get_easy(void);
 static void ngx_astralform_http_put_easy(CURL *easy, CURLMcode removed);
 static ngx_int_t ngx_astralform_http_clear_easy(CURL *easy);
 static ngx_int_t ngx_astralform_http_setup_easy(CURL *easy);
+static ngx_int_t ngx_astralform_http_run(ngx_astralform_http_req_t *hr);
 static ngx_int_t ngx_astralform_http_setup(ngx_astralform_http_req_t *hr,
     CURL *easy);
 static ngx_int_t ngx_astralform_http_set_method(ngx_astralform_http_req_t *hr,
@@ -142,10 +143,14 @@ static int ngx_astralform_http_timer(CURLM *multi, long timeout_ms,
 static void ngx_astralform_http_read_handler(ngx_event_t *ev);
 static void ngx_astralform_http_write_handler(ngx_event_t *ev);
 static void ngx_astralform_http_timer_handler(ngx_event_t *ev);
+static void ngx_astralform_http_expire_handler(ngx_event_t *ev);
 static void ngx_astralform_http_action(curl_socket_t s, int mask);
 static void ngx_astralform_http_collect(void);
 static void ngx_astralform_http_finish(ngx_astralform_http_req_t *hr,
     CURLcode code);
+static ngx_int_t ngx_astralform_http_retry(ngx_astralform_http_req_t *hr,
+    CURLcode code);
+static ngx_uint_t ngx_astralform_http_idempotent(ngx_str_t *method);
 static ngx_astralform_http_error_e ngx_astralform_http_map(
     ngx_astralform_http_req_t *hr, CURLcode code);
 static ngx_int_t ngx_astralform_http_body(ngx_astralform_http_req_t *hr);
@@ -244,8 +249,6 @@ ngx_astralform_http_add_header(ngx_astralform_http_req_t *hr,
 ngx_int_t
 ngx_astralform_http_start(ngx_astralform_http_req_t *hr)
 {
-    CURL                          *easy;
-    CURLMcode                      mc;
     ngx_astralform_http_worker_t  *w;
 
     w = &ngx_astralform_http_worker;
@@ -257,6 +260,25 @@ ngx_astralform_http_start(ngx_astralform_http_req_t *hr)
                       "astralform: outbound request cannot start");
         return NGX_ERROR;
     }
+
+    hr->retried = 0;
+    hr->deadline = ngx_current_msec
+                   + (hr->timeout ? hr->timeout : w->conf.timeout);
+
+    return ngx_astralform_http_run(hr);
+}
+
+
+/* one attempt: the first, or the retry on a fresh connection */
+
+static ngx_int_t
+ngx_astralform_http_run(ngx_astralform_http_req_t *hr)
+{
+    CURL                          *easy;
+    CURLMcode                      mc;
+    ngx_astralform_http_worker_t  *w;
+
+    w = &ngx_astralform_http_worker;
 
     hr->error = NGX_ASTRALFORM_HTTP_OK;
     hr->status = 0;
@@ -312,6 +334,15 @@ ngx_astralform_http_start(ngx_astralform_http_req_t *hr)
 
     hr->running = 1;
     ngx_queue_insert_tail(&w->running, &hr->queue);
+
+    hr->expire.handler = ngx_astralform_http_expire_handler;
+    hr->expire.data = hr;
+    hr->expire.log = hr->log;
+    hr->expire.cancelable = 1;
+
+    ngx_add_timer(&hr->expire,
+                  (ngx_msec_int_t) (hr->deadline - ngx_current_msec) > 0
+                  ? hr->deadline - ngx_current_msec : 1);
 
     /* in-flight transfers hold a graceful shutdown, as proxied ones do */
 
@@ -411,7 +442,8 @@ ngx_astralform_http_clear_easy(CURL *easy)
                             (curl_off_t) -1) != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_NOBODY, 0L) != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L) != CURLE_OK
-        || curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 0L) != CURLE_OK)
+        || curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 0L) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 0L) != CURLE_OK)
     {
         return NGX_ERROR;
     }
@@ -536,11 +568,8 @@ ngx_astralform_http_setup_easy(CURL *easy)
 static ngx_int_t
 ngx_astralform_http_setup(ngx_astralform_http_req_t *hr, CURL *easy)
 {
-    char                          *url;
-    ngx_msec_t                     timeout;
-    ngx_astralform_http_worker_t  *w;
-
-    w = &ngx_astralform_http_worker;
+    char        *url;
+    ngx_msec_t   timeout;
 
     url = ngx_pnalloc(hr->pool, hr->url.len + 1);
     if (url == NULL) {
@@ -550,7 +579,16 @@ ngx_astralform_http_setup(ngx_astralform_http_req_t *hr, CURL *easy)
     ngx_memcpy(url, hr->url.data, hr->url.len);
     url[hr->url.len] = '\0';
 
-    timeout = hr->timeout ? hr->timeout : w->conf.timeout;
+    /* what is left of the first attempt's time: a retry gets no more */
+
+    timeout = (ngx_msec_int_t) (hr->deadline - ngx_current_msec) > 0
+              ? hr->deadline - ngx_current_msec : 1;
+
+    if (hr->retried
+        && curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L) != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (curl_easy_setopt(easy, CURLOPT_URL, url) != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_PRIVATE, hr) != CURLE_OK
@@ -1750,6 +1788,10 @@ ngx_astralform_http_finish(ngx_astralform_http_req_t *hr, CURLcode code)
     long         status;
     const char  *err;
 
+    if (ngx_astralform_http_retry(hr, code) == NGX_OK) {
+        return;
+    }
+
     status = 0;
     (void) curl_easy_getinfo(hr->easy, CURLINFO_RESPONSE_CODE, &status);
 
@@ -1802,6 +1844,155 @@ ngx_astralform_http_finish(ngx_astralform_http_req_t *hr, CURLcode code)
     }
 
     hr->done(hr);
+}
+
+
+/*
+ * The request's deadline passed and curl has not ended it: libcurl 7.88
+ * starts its timer again when it retries a dead connection itself.
+ */
+
+static void
+ngx_astralform_http_expire_handler(ngx_event_t *ev)
+{
+    ngx_astralform_http_req_t  *hr;
+
+    hr = ev->data;
+
+    if (!hr->running) {
+        return;
+    }
+
+    ngx_snprintf((u_char *) hr->errbuf, CURL_ERROR_SIZE,
+                 "Operation timed out after %M milliseconds%Z",
+                 hr->timeout ? hr->timeout
+                             : ngx_astralform_http_worker.conf.timeout);
+
+    ngx_astralform_http_finish(hr, CURLE_OPERATION_TIMEDOUT);
+}
+
+
+/*
+ * A provider may close a kept-alive connection just as a request goes out
+ * on it (keepalive_timeout, keepalive_requests). libcurl 7.88 retries that
+ * itself when the send fails while the request is written, or when the
+ * read fails or finds the end with nothing received; what it leaves is a
+ * send that fails once the transfer is under way (the rest of a body, an
+ * HTTP/2 frame) and an HTTP/2 connection gone before the stream's answer.
+ * Those are retried here, once, on a fresh connection, as nginx's upstream
+ * retries them (proxy_next_upstream error): only if the connection was
+ * reused, no byte of the answer came, and the method is idempotent or
+ * nothing of the request was sent. curl counts what it sent of the request
+ * (REQUEST_SIZE: the head, SIZE_UPLOAD: the body), not what the provider
+ * read, so a POST that sent anything is not retried. The retry has what
+ * is left of the first attempt's timeout.
+ *
+ * NGX_OK: the request runs again, done() comes with the retry's outcome.
+ */
+
+static ngx_int_t
+ngx_astralform_http_retry(ngx_astralform_http_req_t *hr, CURLcode code)
+{
+    long         connects, head;
+    curl_off_t   body;
+    const char  *err;
+
+    if (hr->retried || hr->no_connection || hr->too_large
+        || hr->header_bytes || hr->received)
+    {
+        return NGX_DECLINED;
+    }
+
+    switch (code) {
+
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        break;
+
+    default:
+        return NGX_DECLINED;
+    }
+
+    connects = 1;
+
+    if (curl_easy_getinfo(hr->easy, CURLINFO_NUM_CONNECTS, &connects)
+        != CURLE_OK
+        || connects != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (!ngx_astralform_http_idempotent(&hr->method)) {
+        head = 1;
+        body = 1;
+
+        if (curl_easy_getinfo(hr->easy, CURLINFO_REQUEST_SIZE, &head)
+            != CURLE_OK
+            || curl_easy_getinfo(hr->easy, CURLINFO_SIZE_UPLOAD_T, &body)
+               != CURLE_OK
+            || head != 0 || body != 0)
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    if ((ngx_msec_int_t) (hr->deadline - ngx_current_msec) <= 0) {
+        return NGX_DECLINED;
+    }
+
+    err = hr->errbuf[0] != '\0' ? hr->errbuf : curl_easy_strerror(code);
+
+    ngx_log_error(NGX_LOG_INFO, hr->log, 0,
+                  "astralform: upstream request to \"%V\" failed on a "
+                  "reused connection (%s), retrying on a fresh one",
+                  &hr->host, err);
+
+    ngx_astralform_http_release(hr);
+
+    hr->retried = 1;
+
+    if (ngx_astralform_http_run(hr) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    /* run() logged why */
+
+    hr->error = NGX_ASTRALFORM_HTTP_FAILED;
+
+    hr->done(hr);
+
+    return NGX_OK;
+}
+
+
+/* RFC 9110, 9.2.2 */
+
+static ngx_uint_t
+ngx_astralform_http_idempotent(ngx_str_t *m)
+{
+    static ngx_str_t  methods[] = {
+        ngx_string("GET"), ngx_string("HEAD"), ngx_string("PUT"),
+        ngx_string("DELETE"), ngx_string("OPTIONS"), ngx_string("TRACE")
+    };
+
+    ngx_uint_t  i;
+
+    if (m->len == 0) {
+        return 1;
+    }
+
+    for (i = 0; i < sizeof(methods) / sizeof(ngx_str_t); i++) {
+        if (m->len == methods[i].len
+            && ngx_strncmp(m->data, methods[i].data, m->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -1922,6 +2113,10 @@ ngx_astralform_http_release(ngx_astralform_http_req_t *hr)
     hr->running = 0;
     ngx_queue_remove(&hr->queue);
 
+    if (hr->expire.timer_set) {
+        ngx_del_timer(&hr->expire);
+    }
+
     if (--w->nrunning == 0) {
         w->timer.cancelable = 1;
     }
@@ -1962,6 +2157,10 @@ ngx_astralform_http_orphan(ngx_astralform_http_req_t *hr)
     hr->slist = NULL;
     hr->running = 0;
     ngx_queue_remove(&hr->queue);
+
+    if (hr->expire.timer_set) {
+        ngx_del_timer(&hr->expire);
+    }
 
     if (--w->nrunning == 0) {
         w->timer.cancelable = 1;

@@ -65,7 +65,10 @@ struct ngx_astralform_http_req_s {
                                                     path or query */
     char                        *errbuf;         /* CURL_ERROR_SIZE */
     ngx_queue_t                  queue;          /* in the worker's list */
+    ngx_msec_t                   deadline;       /* of the first attempt */
+    ngx_event_t                  expire;         /* at the deadline */
     unsigned                     running:1;
+    unsigned                     retried:1;      /* on a fresh connection */
     unsigned                     too_large:1;
     unsigned                     no_connection:1;
 };
@@ -86,6 +89,15 @@ struct ngx_astralform_http_req_s {
  * never called. A request may be started again once done() was called.
  * POST, PUT and PATCH always send hr->body (Content-Length: 0 if empty),
  * other methods only when it is not empty; the body is copied at start().
+ *
+ * A transfer that fails on a reused connection before any byte of the
+ * answer came (the provider closed a kept-alive connection as it was used,
+ * and libcurl did not retry it itself) is retried once on a fresh
+ * connection, within the original timeout: GET, HEAD, PUT, DELETE, OPTIONS
+ * and TRACE always, other methods only when nothing of the request had been
+ * sent. done() sees only the last attempt. The timeout holds for the
+ * request as a whole, also over libcurl's own retries (which restart its
+ * timer).
  *
  * resp_body is decoded: curl offers gzip, br and zstd and undoes them, so
  * Content-Encoding and Content-Length in resp_headers describe the wire.
