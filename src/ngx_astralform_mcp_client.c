@@ -209,6 +209,9 @@ static void ngx_astralform_mcp_unregister(
 static void ngx_astralform_mcp_taken(redisReply *reply, void *data);
 static void ngx_astralform_mcp_redis_ignore(redisReply *reply, void *data);
 static void ngx_astralform_mcp_cache_cleanup(void *data);
+static ngx_uint_t ngx_astralform_mcp_server_of(
+    ngx_astralform_mcp_server_t *server, ngx_astralform_ctx_t *ctx,
+    ngx_astralform_connector_t *conn);
 
 
 static ngx_astralform_mcp_cache_t  ngx_astralform_mcp_cache;
@@ -1700,13 +1703,7 @@ ngx_astralform_mcp_server_get(ngx_astralform_ctx_t *ctx,
         next = ngx_queue_next(q);
         server = ngx_queue_data(q, ngx_astralform_mcp_server_t, queue);
 
-        if (server->project.len != ctx->project->id.len
-            || ngx_strncmp(server->project.data, ctx->project->id.data,
-                           server->project.len) != 0
-            || server->connector.len != conn->id.len
-            || ngx_strncmp(server->connector.data, conn->id.data,
-                           conn->id.len) != 0)
-        {
+        if (!ngx_astralform_mcp_server_of(server, ctx, conn)) {
             continue;
         }
 
@@ -1865,6 +1862,21 @@ ngx_astralform_mcp_cache_cleanup(void *data)
 }
 
 
+/* whether a cached server is the one of this project's connector */
+
+static ngx_uint_t
+ngx_astralform_mcp_server_of(ngx_astralform_mcp_server_t *server,
+    ngx_astralform_ctx_t *ctx, ngx_astralform_connector_t *conn)
+{
+    return server->project.len == ctx->project->id.len
+           && ngx_strncmp(server->project.data, ctx->project->id.data,
+                          server->project.len) == 0
+           && server->connector.len == conn->id.len
+           && ngx_strncmp(server->connector.data, conn->id.data,
+                          conn->id.len) == 0;
+}
+
+
 /*
  * The session the worker keeps for a server, recorded in Redis, sealed (an
  * Mcp-Session-Id lets whoever holds it act in the session), so that
@@ -1996,13 +2008,7 @@ ngx_astralform_mcp_close_sessions(ngx_astralform_ctx_t *ctx,
         next = ngx_queue_next(q);
         server = ngx_queue_data(q, ngx_astralform_mcp_server_t, queue);
 
-        if (server->project.len != ctx->project->id.len
-            || ngx_strncmp(server->project.data, ctx->project->id.data,
-                           server->project.len) != 0
-            || server->connector.len != conn->id.len
-            || ngx_strncmp(server->connector.data, conn->id.data,
-                           conn->id.len) != 0)
-        {
+        if (!ngx_astralform_mcp_server_of(server, ctx, conn)) {
             continue;
         }
 
