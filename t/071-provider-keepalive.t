@@ -18,49 +18,19 @@ use warnings;
 use Test::More;
 use lib 't/lib';
 use Astralform::Test;
+use Astralform::OAuth;
 use Astralform::Seal;
 use JSON::PP;
-use File::Path qw(make_path);
 use Time::HiRes qw(time);
 
 my $mock = $ENV{TEST_NGINX_MOCK_PORT} or plan skip_all => 'no mock';
-my $json = JSON::PP->new->canonical;
-my $dir = "$ENV{TEST_NGINX_REPO}/t/tmp/071";
-make_path($dir);
 
+# oauth_config's master key (k1), the same as the sealed records below
 my $KEY = '5a' x 32;
-my $ADMIN = 'p1-admin-key-0123456789';
-my $AGENT = 'p1-agent-key-0123456789';
-my $SECRET = 'p1-client-secret-abcdef';
+my $cfg = oauth_config(prefix => 't071:', dir => 't/tmp/071', key => $KEY);
 
-spew("$dir/k2.key", "$KEY\n");
-spew("$dir/admin.keys", "$ADMIN\n");
-spew("$dir/agent.keys", "$AGENT\n");
-spew("$dir/client.secret", "$SECRET\n");
-
-my $M = "http://127.0.0.1:$mock";
-
-my $http_config = <<"_EOC_";
-    astralform_redis 127.0.0.1:\$TEST_NGINX_REDIS_PORT;
-    astralform_redis_prefix t071:;
-    astralform_key k2 $dir/k2.key;
-    astralform_public_url http://127.0.0.1:\$TEST_NGINX_SERVER_PORT;
-    astralform_catalog \$TEST_NGINX_REPO/conf/connectors;
-    astralform_http_timeout 2s;
-    astralform_provider slack api_base=$M/slack/api/ authorize_url=$M/slack/oauth/v2/authorize token_url=$M/slack/api/oauth.v2.access;
-    astralform_provider github api_base=$M/github/api/ authorize_url=$M/github/login/oauth/authorize token_url=$M/github/login/oauth/access_token;
-    astralform_project p1 admin_key_file=$dir/admin.keys agent_key_file=$dir/agent.keys;
-    astralform_connector p1 slack client_id=slack-cid client_secret_file=$dir/client.secret;
-    astralform_connector p1 github client_id=github-cid client_secret_file=$dir/client.secret;
-_EOC_
-
-my $config = <<'_EOC_';
-    location /v1/ {
-        astralform_api;
-    }
-_EOC_
-
-start_nginx(http_config => $http_config, config => $config, workers => 1)
+start_nginx(http_config => $cfg->{http_config}, config => $cfg->{config},
+            workers => 1)
     or BAIL_OUT("nginx: $Astralform::Test::StartError");
 
 redis_flush();
@@ -75,7 +45,7 @@ plant('slack', 'u1', $slack);
 
 my ($st, $h, $res) = call('github_list_repos', {});
 is($st, 200, 'first call: 200 (opens the kept-alive connection)')
-    or diag($json->encode($res));
+    or diag($JSON->encode($res));
 
 my $N = 12;
 my @fail;
@@ -83,7 +53,7 @@ for my $i (1 .. $N) {
     behave(prefix => '/github/api/user/repos', method => 'GET',
            reset => JSON::PP::true, count => 1);
     ($st, $h, $res) = call('github_list_repos', {});
-    push @fail, "call $i: $st " . $json->encode($res) if $st != 200;
+    push @fail, "call $i: $st " . $JSON->encode($res) if $st != 200;
     my $left = grep { $_->{remaining} } @{ mock('GET', '/__mock/behaviour')->{rules} };
     mock('DELETE', '/__mock/behaviour');
     # the rule must have hit a request, or the call proves nothing
@@ -115,7 +85,7 @@ behave(prefix => '/github/api/user/repos', method => 'GET',
 my $t0 = time;
 ($st, $h, $res) = call('github_list_repos', {});
 my $took = time - $t0;
-is($st, 504, 'slow dead connection, slow retry: 504') or diag($json->encode($res));
+is($st, 504, 'slow dead connection, slow retry: 504') or diag($JSON->encode($res));
 ok($took < 2.35, sprintf('answered within the original timeout (%.2f s)', $took));
 mock('DELETE', '/__mock/behaviour');
 
@@ -149,23 +119,11 @@ for my $s ($KEY, $SECRET, $github->{access_token}, $slack->{access_token}) {
 stop_nginx();
 done_testing();
 
-sub spew { open my $fh, '>', $_[0] or die "$_[0]: $!"; print $fh $_[1]; close $fh }
 sub slurp { open my $fh, '<', $_[0] or return ''; local $/; my $s = <$fh>; $s }
 
 sub redis_flush {
     my $keys = redis_cmd('KEYS', 't071:*');
     redis_cmd('DEL', @$keys) if @$keys;
-}
-
-sub behave { mock('POST', '/__mock/behaviour', { @_ }) }
-
-sub mock {
-    my ($method, $path, $body) = @_;
-    my ($st, $h, $b) = http_req($method, $path,
-                                [ 'Content-Type' => 'application/json' ],
-                                defined $body ? $json->encode($body) : undef,
-                                { port => $mock });
-    return $b =~ /^\s*[\{\[]/ ? $json->decode($b) : $b;
 }
 
 sub mint {
@@ -176,7 +134,7 @@ sub mint {
 sub plant {
     my ($conn, $user, $tok) = @_;
     redis_cmd('HSET', "t071:{p1}:tokens:$conn", $user,
-              seal_token($KEY, 'k2', 'p1', $conn, $user,
+              seal_token($KEY, 'k1', 'p1', $conn, $user,
                          { type => 'oauth',
                            access_token => $tok->{access_token},
                            expires_at => 0, obtained_at => time() }));
@@ -184,9 +142,6 @@ sub plant {
 
 sub call {
     my ($name, $args) = @_;
-    my ($st, $h, $b) = http_req('POST', '/v1/projects/p1/tools/call',
-        [ Authorization => "Bearer $AGENT", 'Content-Type' => 'application/json',
-          'X-Astralform-User' => 'u1' ],
-        $json->encode({ name => $name, arguments => $args }));
-    return ($st, $h, $b =~ /^\s*\{/ ? $json->decode($b) : $b);
+    return api('POST', '/v1/projects/p1/tools/call',
+               { name => $name, arguments => $args }, user => 'u1');
 }
