@@ -792,9 +792,8 @@ ngx_astralform_redis_cache_caching_reply(redisReply *reply, void *data)
                   "astralform: redis \"%V\" refused CLIENT CACHING: %*s",
                   &node->name, ngx_min(reply->len, 128), reply->str);
 
-    ngx_astralform_redis_cache_flush(node);
-    node->tracking = NGX_ASTRALFORM_REDIS_TRACKING_OFF;
-    node->track_gen++;
+    /* as if the connection had gone: tracking is asked for again */
+    ngx_astralform_redis_cache_lost(node);
 }
 
 
