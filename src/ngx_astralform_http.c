@@ -45,6 +45,7 @@
 #include <curl/curl.h>
 
 #include "ngx_astralform_http.h"
+#include "ngx_astralform_upstream.h"
 
 
 #define NGX_ASTRALFORM_HTTP_CHUNK        4096
@@ -120,7 +121,6 @@ static ngx_int_t ngx_astralform_http_set_method(ngx_astralform_http_req_t *hr,
 static ngx_int_t ngx_astralform_http_set_headers(
     ngx_astralform_http_req_t *hr, CURL *easy);
 static ngx_int_t ngx_astralform_http_valid(u_char *p, size_t len);
-static void ngx_astralform_http_set_host(ngx_astralform_http_req_t *hr);
 static ngx_astralform_http_sock_t *ngx_astralform_http_sock(curl_socket_t s);
 static curl_socket_t ngx_astralform_http_open_socket(void *clientp,
     curlsocktype purpose, struct curl_sockaddr *addr);
@@ -150,7 +150,6 @@ static void ngx_astralform_http_finish(ngx_astralform_http_req_t *hr,
     CURLcode code);
 static ngx_int_t ngx_astralform_http_retry(ngx_astralform_http_req_t *hr,
     CURLcode code);
-static ngx_uint_t ngx_astralform_http_idempotent(ngx_str_t *method);
 static ngx_astralform_http_error_e ngx_astralform_http_map(
     ngx_astralform_http_req_t *hr, CURLcode code);
 static ngx_int_t ngx_astralform_http_body(ngx_astralform_http_req_t *hr);
@@ -249,6 +248,7 @@ ngx_astralform_http_add_header(ngx_astralform_http_req_t *hr,
 ngx_int_t
 ngx_astralform_http_start(ngx_astralform_http_req_t *hr)
 {
+    ngx_int_t                      rc;
     ngx_astralform_http_worker_t  *w;
 
     w = &ngx_astralform_http_worker;
@@ -262,8 +262,16 @@ ngx_astralform_http_start(ngx_astralform_http_req_t *hr)
     }
 
     hr->retried = 0;
+    hr->native = 0;
     hr->deadline = ngx_current_msec
                    + (hr->timeout ? hr->timeout : w->conf.timeout);
+
+    rc = ngx_astralform_upstream_start(hr);
+
+    if (rc != NGX_DECLINED) {
+        hr->native = (rc == NGX_OK);
+        return rc;
+    }
 
     return ngx_astralform_http_run(hr);
 }
@@ -765,7 +773,7 @@ ngx_astralform_http_valid(u_char *p, size_t len)
 }
 
 
-static void
+void
 ngx_astralform_http_set_host(ngx_astralform_http_req_t *hr)
 {
     u_char  *p, *start, *last;
@@ -814,6 +822,11 @@ void
 ngx_astralform_http_cancel(ngx_astralform_http_req_t *hr)
 {
     if (!hr->running) {
+        return;
+    }
+
+    if (hr->native) {
+        ngx_astralform_upstream_cancel(hr);
         return;
     }
 
@@ -967,6 +980,12 @@ ngx_astralform_http_init_process(ngx_cycle_t *cycle,
         w->share = NULL;
     }
 
+    /* w->conf: its ca_file is NUL-terminated */
+
+    if (ngx_astralform_upstream_init_process(cycle, &w->conf) != NGX_OK) {
+        goto failed;
+    }
+
     return NGX_OK;
 
 failed:
@@ -995,6 +1014,8 @@ ngx_astralform_http_exit_process(ngx_cycle_t *cycle)
     if (w->multi == NULL) {
         return;
     }
+
+    ngx_astralform_upstream_exit_process(cycle);
 
     while (!ngx_queue_empty(&w->running)) {
         q = ngx_queue_head(&w->running);
@@ -1970,7 +1991,7 @@ ngx_astralform_http_retry(ngx_astralform_http_req_t *hr, CURLcode code)
 
 /* RFC 9110, 9.2.2 */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_astralform_http_idempotent(ngx_str_t *m)
 {
     static ngx_str_t  methods[] = {

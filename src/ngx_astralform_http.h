@@ -1,6 +1,7 @@
 /*
- * Outbound HTTP(S) on the worker's event loop: one libcurl multi handle per
- * worker, its sockets and timer driven by nginx events.
+ * Outbound HTTP(S) on the worker's event loop: over nginx's own connections
+ * (ngx_astralform_upstream.c) where it can, else one libcurl multi handle
+ * per worker, its sockets and timer driven by nginx events.
  */
 
 #ifndef _NGX_ASTRALFORM_HTTP_H_INCLUDED_
@@ -25,7 +26,12 @@ typedef struct ngx_astralform_http_req_s  ngx_astralform_http_req_t;
 typedef void (*ngx_astralform_http_done_pt)(ngx_astralform_http_req_t *hr);
 
 
+#define NGX_ASTRALFORM_HTTP_CLIENT_NGINX  0   /* own connections, else curl */
+#define NGX_ASTRALFORM_HTTP_CLIENT_CURL   1   /* libcurl for every call */
+
+
 typedef struct {
+    ngx_uint_t                   client;         /* astralform_http_client */
     ngx_msec_t                   connect_timeout;
     ngx_msec_t                   timeout;
     size_t                       max_response;
@@ -56,6 +62,8 @@ struct ngx_astralform_http_req_s {
     /* private */
     ngx_pool_t                  *pool;
     ngx_log_t                   *log;
+    void                        *upstream;       /* nginx's connections:
+                                                    ngx_astralform_up_req_t */
     void                        *easy;           /* CURL * */
     void                        *slist;          /* struct curl_slist * */
     ngx_chain_t                 *chunks;
@@ -68,6 +76,7 @@ struct ngx_astralform_http_req_s {
     ngx_msec_t                   deadline;       /* of the first attempt */
     ngx_event_t                  expire;         /* at the deadline */
     unsigned                     running:1;
+    unsigned                     native:1;       /* on nginx's connections */
     unsigned                     retried:1;      /* on a fresh connection */
     unsigned                     too_large:1;
     unsigned                     no_connection:1;

@@ -101,6 +101,14 @@ static u_char *ngx_astralform_known_slugs(ngx_astralform_main_conf_t *amcf,
     u_char *buf, size_t size);
 
 
+/* who carries provider calls: see ngx_astralform_upstream.h */
+static ngx_conf_enum_t  ngx_astralform_http_clients[] = {
+    { ngx_string("nginx"), NGX_ASTRALFORM_HTTP_CLIENT_NGINX },
+    { ngx_string("curl"), NGX_ASTRALFORM_HTTP_CLIENT_CURL },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_astralform_commands[] = {
 
     { ngx_string("astralform_redis"),
@@ -193,6 +201,13 @@ static ngx_command_t  ngx_astralform_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_astralform_main_conf_t, mcp_session_ttl),
       NULL },
+
+    { ngx_string("astralform_http_client"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_astralform_main_conf_t, http.client),
+      &ngx_astralform_http_clients },
 
     { ngx_string("astralform_http_ca_file"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -391,6 +406,7 @@ ngx_astralform_create_main_conf(ngx_conf_t *cf)
     amcf->redis.connect_timeout = NGX_CONF_UNSET_MSEC;
     amcf->redis.timeout = NGX_CONF_UNSET_MSEC;
     amcf->redis.cache_size = NGX_CONF_UNSET_SIZE;
+    amcf->http.client = NGX_CONF_UNSET_UINT;
     amcf->http.connect_timeout = NGX_CONF_UNSET_MSEC;
     amcf->http.timeout = NGX_CONF_UNSET_MSEC;
     amcf->http.max_response = NGX_CONF_UNSET_SIZE;
@@ -437,6 +453,8 @@ ngx_astralform_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(amcf->redis.connect_timeout, 500);
     ngx_conf_init_msec_value(amcf->redis.timeout, 1000);
     ngx_conf_init_size_value(amcf->redis.cache_size, 1024 * 1024);
+    ngx_conf_init_uint_value(amcf->http.client,
+                             NGX_ASTRALFORM_HTTP_CLIENT_NGINX);
     ngx_conf_init_msec_value(amcf->http.connect_timeout, 5000);
     ngx_conf_init_msec_value(amcf->http.timeout, 30000);
     ngx_conf_init_size_value(amcf->http.max_response, 4 * 1024 * 1024);
