@@ -37,6 +37,8 @@
 #   BENCH_UPSTREAM_HTTP2=0   1: the provider also offers HTTP/2 (ALPN); only
 #                            the gateway (libcurl) can use it
 #   BENCH_ROWS="a b c"       the rows to run
+#   BENCH_HTTP_CLIENT=nginx  (c)'s astralform_http_client: curl measures
+#                            the libcurl path side by side
 #   BENCH_ROUNDS=1           rounds of the rows, interleaved (a b c a b c …);
 #                            the summary takes the median of each figure
 #   BENCH_CALLGRIND=0        1: also run (a) and (c) — and (b) — as a single
@@ -64,6 +66,7 @@ UP_WORKERS=${BENCH_UPSTREAM_WORKERS:-2}
 CHANNELS=${BENCH_CHANNELS:-20}
 HTTP2=${BENCH_UPSTREAM_HTTP2:-0}
 ROWS=${BENCH_ROWS:-a b c}
+HTTP_CLIENT=${BENCH_HTTP_CLIENT:-nginx}
 ROUNDS=${BENCH_ROUNDS:-1}
 CALLGRIND=${BENCH_CALLGRIND:-0}
 CG_REQUESTS=${BENCH_CALLGRIND_REQUESTS:-2000}
@@ -354,6 +357,7 @@ EOF
     astralform_catalog      $ROOT/conf/connectors;
     astralform_provider     slack api_base=https://127.0.0.1:$UP_PORT/api/;
     astralform_http_ca_file $P/ca.pem;
+    astralform_http_client  $HTTP_CLIENT;
     astralform_project      p1 admin_key_file=$TMP/keys/admin.keys
                             agent_key_file=$TMP/keys/agent.keys;
     astralform_connector    p1 slack client_id=bench-cid
@@ -502,7 +506,7 @@ measure() {    # measure ROW ROUND
 echo "== astralform TLS benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "machine: nproc=$(nproc) cpu=\"$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)\" load=$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //') $(openssl version | cut -d' ' -f1-2) | redis $(redis-server --version | awk '{print $3}' | tr -d v=) | $(wrk -v 2>&1 | head -1 | awk '{print "wrk", $2}')"
-echo "wrk -t $THREADS -c $CONNS -d $DURATION (warm-up $WARMUP) | peers: worker_processes $WORKERS | provider: worker_processes $UP_WORKERS, TLS, $ANSWER_BYTES-byte answer ($CHANNELS channels), http2=$HTTP2"
+echo "wrk -t $THREADS -c $CONNS -d $DURATION (warm-up $WARMUP) | peers: worker_processes $WORKERS | provider: worker_processes $UP_WORKERS, TLS, $ANSWER_BYTES-byte answer ($CHANNELS channels), http2=$HTTP2 | gateway client: $HTTP_CLIENT"
 echo "body: $BODY"
 for r in $(seq "$ROUNDS"); do
     [ "$ROUNDS" = 1 ] || echo "-- round $r of $ROUNDS"

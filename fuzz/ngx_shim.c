@@ -427,6 +427,25 @@ ngx_strlow(u_char *dst, u_char *src, size_t n)
 }
 
 
+/* the lowercase copy and its ngx_hash() key, as the header tables want */
+ngx_uint_t
+ngx_hash_strlow(u_char *dst, u_char *src, size_t n)
+{
+    ngx_uint_t  key;
+
+    key = 0;
+
+    while (n--) {
+        *dst = ngx_tolower(*src);
+        key = ngx_hash(key, *dst);
+        dst++;
+        src++;
+    }
+
+    return key;
+}
+
+
 /* s2 is lowercase, n is its length minus one (nginx's contract) */
 u_char *
 ngx_strlcasestrn(u_char *s1, u_char *last, u_char *s2, size_t n)

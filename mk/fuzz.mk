@@ -47,6 +47,7 @@ FUZZ_LINK_origin   := $(FUZZ_BASE) ngx_astralform_catalog
 FUZZ_LINK_jsonrpc  := $(FUZZ_BASE) ngx_astralform_jsonrpc
 FUZZ_LINK_record   := $(FUZZ_BASE) ngx_astralform_record
 FUZZ_LINK_json_check := $(FUZZ_BASE) ngx_astralform_json_check
+FUZZ_LINK_http1    := $(FUZZ_BASE) ngx_astralform_http1
 FUZZ_LINK_scrub    := $(FUZZ_GATEWAY) ngx_astralform_oauth_token \
                       ngx_astralform_oauth_util
 
@@ -67,7 +68,7 @@ $(FUZZ_OBJ)/%.o: fuzz/%.c $(FUZZ_HDRS) $(NGX_BUILD)/objs/Makefile
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_DEFS) $(FUZZ_INCS) -c $< -o $@
 
 FUZZ_ALL := schema open body catalog provider sse redis token origin scrub \
-            jsonrpc record json_check
+            jsonrpc record json_check http1
 
 define FUZZ_RULE
 $(FUZZ_DIR)/fuzz_$(1): $(FUZZ_OBJ)/fuzz_$(1).o \
