@@ -44,6 +44,7 @@
 #define NGX_ASTRALFORM_UP_IDLE_TIMEOUT  50000      /* below providers' 60 s */
 #define NGX_ASTRALFORM_UP_REQUESTS      1000       /* per connection */
 #define NGX_ASTRALFORM_UP_PEEK_AFTER    1000       /* ms idle: check first */
+#define NGX_ASTRALFORM_UP_INTERIM       8          /* 1xx before the answer */
 #define NGX_ASTRALFORM_UP_KEY           (sizeof("s:[]:65535") + 255)
 
 
@@ -93,6 +94,7 @@ typedef struct {
     size_t                          body_size;
     size_t                          body_len;
     ngx_astralform_up_phase_e       phase;
+    ngx_uint_t                      interim;       /* 1xx answers read */
     ngx_event_t                     posted;
     const char                     *why;           /* of a failure, logged */
     unsigned                        ssl:1;
@@ -828,6 +830,12 @@ ngx_astralform_up_connected(ngx_event_t *ev)
         return;
     }
 
+    if (c->close) {
+        ngx_astralform_up_fail(ur, NGX_ASTRALFORM_HTTP_FAILED,
+                               "the worker is shutting down");
+        return;
+    }
+
     err = 0;
     len = sizeof(int);
 
@@ -985,6 +993,12 @@ ngx_astralform_up_write_handler(ngx_event_t *ev)
     c = ev->data;
     ur = c->data;
 
+    if (c->close) {
+        ngx_astralform_up_fail(ur, NGX_ASTRALFORM_HTTP_FAILED,
+                               "the worker is shutting down");
+        return;
+    }
+
     if (ur->phase != NGX_ASTRALFORM_UP_SEND) {
         return;
     }
@@ -1036,6 +1050,14 @@ ngx_astralform_up_read_handler(ngx_event_t *ev)
 
     c = ev->data;
     ur = c->data;
+
+    /* worker_shutdown_timeout: the calls still running end here */
+
+    if (c->close) {
+        ngx_astralform_up_fail(ur, NGX_ASTRALFORM_HTTP_FAILED,
+                               "the worker is shutting down");
+        return;
+    }
 
     if (ur->phase == NGX_ASTRALFORM_UP_SEND) {
         return;                          /* an early answer waits its turn */
@@ -1155,6 +1177,14 @@ ngx_astralform_up_got_head(ngx_astralform_up_req_t *ur)
         if (ur->h.status == 101) {
             ngx_astralform_up_fail(ur, NGX_ASTRALFORM_HTTP_FAILED,
                                    "an unasked protocol switch");
+            return NGX_DONE;
+        }
+
+        /* each would reset the head's cap: a stream of them is refused */
+
+        if (++ur->interim > NGX_ASTRALFORM_UP_INTERIM) {
+            ngx_astralform_up_fail(ur, NGX_ASTRALFORM_HTTP_FAILED,
+                                   "too many interim answers");
             return NGX_DONE;
         }
 
@@ -1607,10 +1637,18 @@ ngx_astralform_up_keep(ngx_astralform_up_conn_t *conn)
     w = &ngx_astralform_up_worker;
     c = conn->connection;
 
+    /*
+     * Bytes after the answer (in the socket, or read ahead into OpenSSL's
+     * buffer, which no peek of the socket sees) would be read as the next
+     * call's answer; a closed connection would fail the next call.
+     */
+
     if (ngx_exiting || ngx_terminate || ngx_quit
         || conn->requests >= NGX_ASTRALFORM_UP_REQUESTS
         || c->read->timedout || c->error
-        || (c->ssl && SSL_pending(c->ssl->connection)))
+        || c->read->eof || c->read->pending_eof
+        || (c->ssl && (SSL_has_pending(c->ssl->connection)
+                       || c->ssl->last != NGX_OK)))
     {
         ngx_astralform_up_close(conn);
         return;
@@ -1640,6 +1678,13 @@ ngx_astralform_up_keep(ngx_astralform_up_conn_t *conn)
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
         ngx_astralform_up_close(conn);
+        return;
+    }
+
+    /* edge-triggered: what is already there raises no event, look now */
+
+    if (c->read->ready) {
+        ngx_astralform_up_idle_handler(c->read);
     }
 }
 
@@ -1663,6 +1708,8 @@ ngx_astralform_up_idle_handler(ngx_event_t *ev)
         err = ngx_socket_errno;
 
         if (n == -1 && err == NGX_EAGAIN) {
+            ev->ready = 0;
+
             if (ngx_handle_read_event(ev, 0) == NGX_OK) {
                 return;
             }
