@@ -756,6 +756,9 @@ sub redis_kill {
     sleep $kill_at;
     my $t_kill = time;
     $s->kill_redis('KILL');
+    # reaped: a probe sent before this may still have been served (a call
+    # takes about a millisecond), one sent after cannot
+    my $t_dead = time;
     sleep max_of(0, $down - (time - $t_kill));
     my $t_spawn = time;
     my $t_up = $s->start_redis(keep_data => 1);
@@ -776,7 +779,7 @@ sub redis_kill {
     my @late = grep { $_->[1] ne '200' } @after;
     my $last_err = @late ? $late[-1][0] - $t_up : 0;
     my $after2 = grep { $_->[1] ne '200' && $_->[0] > $t_up + 2 } @after;
-    my @pd = grep { $_->{t} >= $t_kill && $_->{t} + $_->{secs} < $t_up } @probe;
+    my @pd = grep { $_->{t} >= $t_dead && $_->{t} + $_->{secs} < $t_up } @probe;
     my $pd_max = max_of(map { $_->{secs} } @pd) // 0;
     my $pd_bad = grep { $_->{key} ne '503 store_unavailable' } @pd;
 
