@@ -409,25 +409,12 @@ ngx_astralform_http1_chunked(ngx_astralform_http1_chunked_t *ctx,
                 return NGX_ERROR;
             }
 
+            /* the size ended: what follows is read as after spaces */
+
             ctx->line = 0;
+            ctx->state = sw_size_ws;
 
-            if (ch == ' ' || ch == '\t') {
-                ctx->state = sw_size_ws;
-
-            } else if (ch == ';') {
-                ctx->state = sw_extension;
-
-            } else if (ch == CR) {
-                ctx->state = sw_size_lf;
-
-            } else if (ch == LF) {
-                ctx->state = ctx->size ? sw_data : sw_trailer_start;
-
-            } else {
-                return NGX_ERROR;
-            }
-
-            break;
+            /* fall through */
 
         case sw_size_ws:
             if (ch == ' ' || ch == '\t') {

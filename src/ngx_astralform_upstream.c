@@ -154,6 +154,7 @@ static void ngx_astralform_up_posted_handler(ngx_event_t *ev);
 static void ngx_astralform_up_end(ngx_astralform_up_req_t *ur);
 static void ngx_astralform_up_keep(ngx_astralform_up_conn_t *conn);
 static void ngx_astralform_up_idle_handler(ngx_event_t *ev);
+static ngx_uint_t ngx_astralform_up_quiet(ngx_connection_t *c);
 static void ngx_astralform_up_dummy_handler(ngx_event_t *ev);
 static void ngx_astralform_up_close(ngx_astralform_up_conn_t *conn);
 static void ngx_astralform_up_expire_handler(ngx_event_t *ev);
@@ -607,9 +608,6 @@ ngx_astralform_up_run(ngx_astralform_up_req_t *ur)
 static ngx_astralform_up_conn_t *
 ngx_astralform_up_take_idle(ngx_astralform_up_req_t *ur)
 {
-    u_char                       ch;
-    ssize_t                      n;
-    ngx_err_t                    err;
     ngx_queue_t                 *q, *next;
     ngx_connection_t            *c;
     ngx_astralform_up_conn_t    *conn;
@@ -639,15 +637,11 @@ ngx_astralform_up_take_idle(ngx_astralform_up_req_t *ur)
          */
 
         if (ngx_current_msec - conn->idle_since
-            >= NGX_ASTRALFORM_UP_PEEK_AFTER)
+            >= NGX_ASTRALFORM_UP_PEEK_AFTER
+            && !ngx_astralform_up_quiet(c))
         {
-            n = recv(c->fd, (char *) &ch, 1, MSG_PEEK);
-            err = ngx_socket_errno;
-
-            if (n != -1 || err != NGX_EAGAIN) {
-                ngx_astralform_up_close(conn);
-                continue;
-            }
+            ngx_astralform_up_close(conn);
+            continue;
         }
 
         ngx_queue_remove(q);
@@ -1694,29 +1688,33 @@ ngx_astralform_up_keep(ngx_astralform_up_conn_t *conn)
 static void
 ngx_astralform_up_idle_handler(ngx_event_t *ev)
 {
-    u_char                     ch;
-    ssize_t                    n;
-    ngx_err_t                  err;
     ngx_connection_t          *c;
     ngx_astralform_up_conn_t  *conn;
 
     c = ev->data;
     conn = c->data;
 
-    if (!c->close && !ev->timedout) {
-        n = recv(c->fd, (char *) &ch, 1, MSG_PEEK);
-        err = ngx_socket_errno;
+    if (!c->close && !ev->timedout && ngx_astralform_up_quiet(c)) {
+        ev->ready = 0;
 
-        if (n == -1 && err == NGX_EAGAIN) {
-            ev->ready = 0;
-
-            if (ngx_handle_read_event(ev, 0) == NGX_OK) {
-                return;
-            }
+        if (ngx_handle_read_event(ev, 0) == NGX_OK) {
+            return;
         }
     }
 
     ngx_astralform_up_close(conn);
+}
+
+
+/* an idle connection the provider neither closed nor sent anything on */
+
+static ngx_uint_t
+ngx_astralform_up_quiet(ngx_connection_t *c)
+{
+    u_char  ch;
+
+    return recv(c->fd, (char *) &ch, 1, MSG_PEEK) == -1
+           && ngx_socket_errno == NGX_EAGAIN;
 }
 
 
